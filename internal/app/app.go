@@ -1,0 +1,436 @@
+// Package app is Weir's composition root: it builds every part from a checked config — the
+// embedded log and state store, the ingest gateway, the process, persist and deliver stages, the
+// sinks and the webhook client — and owns their lifecycle, shutting them down in order: stop
+// accepting, stop reading, drain within a bound, commit, close.
+package app
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/weirhq/weir/internal/buffer"
+	"github.com/weirhq/weir/internal/buffer/embedded"
+	"github.com/weirhq/weir/internal/config"
+	"github.com/weirhq/weir/internal/deliver"
+	"github.com/weirhq/weir/internal/format"
+	"github.com/weirhq/weir/internal/ingest"
+	"github.com/weirhq/weir/internal/obs"
+	"github.com/weirhq/weir/internal/pipeline"
+	"github.com/weirhq/weir/internal/runtime"
+	"github.com/weirhq/weir/internal/sink"
+	sqlsink "github.com/weirhq/weir/internal/sink/sql"
+	"github.com/weirhq/weir/internal/state"
+)
+
+// Options are run-time choices that are not part of the config file.
+type Options struct {
+	Logger *slog.Logger
+	// IngestAddr and AdminAddr override the config's listeners when set.
+	IngestAddr, AdminAddr string
+	// AllowPrivate lets every endpoint reach loopback and private addresses (tests, the demo).
+	AllowPrivate bool
+}
+
+// App is a running Weir.
+type App struct {
+	cfg     *config.Config
+	opts    Options
+	log     *slog.Logger
+	metrics *obs.Metrics
+
+	buf     *embedded.Log
+	store   *state.Store
+	dbs     map[string]*sqlsink.DB
+	gateway *ingest.Gateway
+	stages  []stageSpec
+
+	ingestLn, adminLn net.Listener
+	ingestSrv         *http.Server
+	adminSrv          *http.Server
+
+	finished map[string]*atomic.Int64 // records finished per stage (done or failed for good)
+}
+
+type stageSpec struct {
+	cfg     runtime.Config
+	handler runtime.Handler
+}
+
+// compiled is what Check and New both derive from a config.
+type compiled struct {
+	types   []ingest.Type
+	routes  map[string]*pipeline.Route
+	clients []ingest.Client
+}
+
+// compile turns the config's schemas, jq programs and tokens into their runtime forms,
+// reporting every problem.
+func compile(cfg *config.Config) (*compiled, error) {
+	var probs config.Problems
+	c := &compiled{routes: map[string]*pipeline.Route{}}
+	for i, t := range cfg.Types {
+		at := fmt.Sprintf("types[%d]", i)
+		it := ingest.Type{Name: t.Name, KeyPointer: t.Key, IDPointer: t.ID}
+		if len(t.SchemaDoc) > 0 {
+			s, err := format.CompileSchema(t.Name, t.SchemaDoc)
+			if err != nil {
+				probs.Add(at+".schema", "%v", err)
+			}
+			it.Schema = s
+		}
+		route := &pipeline.Route{Persist: t.Pipeline.Sink != nil, Endpoints: t.Pipeline.Deliver}
+		for j, st := range t.Pipeline.Process {
+			q, err := format.CompileJQ(st.JQ)
+			if err != nil {
+				probs.Add(fmt.Sprintf("%s.pipeline.process[%d]", at, j), "%v", err)
+				continue
+			}
+			route.Steps = append(route.Steps, q)
+		}
+		if route.Persist {
+			it.Expect = append(it.Expect, "persist")
+		}
+		for _, ep := range t.Pipeline.Deliver {
+			it.Expect = append(it.Expect, "deliver:"+ep)
+		}
+		c.types = append(c.types, it)
+		c.routes[t.Name] = route
+	}
+	for _, cl := range cfg.Clients {
+		ic := ingest.Client{ID: cl.ID, Types: map[string]bool{}}
+		if h, err := hex.DecodeString(strings.TrimPrefix(cl.TokenHash, "sha256:")); err == nil && len(h) == len(ic.TokenHash) {
+			copy(ic.TokenHash[:], h)
+		}
+		for _, t := range cl.Types {
+			ic.Types[t] = true
+		}
+		if cl.RateLimit.Rate > 0 {
+			ic.Limiter = rate.NewLimiter(rate.Limit(cl.RateLimit.Rate), max(cl.RateLimit.Burst, int(cl.RateLimit.Rate), 1))
+		}
+		c.clients = append(c.clients, ic)
+	}
+	for i, e := range cfg.Endpoints {
+		if _, err := endpoint(&e); err != nil {
+			probs.Add(fmt.Sprintf("endpoints[%d]", i), "%v", err)
+		}
+	}
+	return c, probs.Err()
+}
+
+func endpoint(e *config.Endpoint) (*deliver.Endpoint, error) {
+	ep := &deliver.Endpoint{Name: e.Name, URL: e.URL, BearerToken: string(e.BearerToken), Timeout: e.Timeout.D(),
+		Headers: e.Headers, AllowPrivate: e.AllowPrivate}
+	if e.Secret != "" {
+		for _, s := range strings.Fields(string(e.Secret)) {
+			b, err := deliver.ParseSecret(s)
+			if err != nil {
+				return nil, fmt.Errorf("secret: %w", err)
+			}
+			ep.Secrets = append(ep.Secrets, b)
+		}
+	}
+	if err := ep.Validate(); err != nil {
+		return nil, err
+	}
+	return ep, nil
+}
+
+// Check validates a loaded config as deeply as possible without opening anything: schemas and
+// jq programs compile, secrets parse, endpoints are deliverable.
+func Check(cfg *config.Config) error {
+	_, err := compile(cfg)
+	return err
+}
+
+// New builds Weir from cfg: it opens the data dir, the sinks and the listeners.
+func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	c, err := compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a = &App{cfg: cfg, opts: opts, log: opts.Logger, metrics: obs.New(), dbs: map[string]*sqlsink.DB{},
+		finished: map[string]*atomic.Int64{}}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	for _, cl := range cfg.Clients {
+		if cl.Demo {
+			a.log.Warn("client uses a published demo token: never use it outside a demo", "client", cl.ID)
+		}
+	}
+
+	dataDir := cfg.Path(cfg.DataDir)
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if a.buf, err = embedded.Open(embedded.Config{Dir: filepath.Join(dataDir, "log"), Logger: a.log}); err != nil {
+		return nil, fmt.Errorf("open log: %w", err)
+	}
+	a.store = state.New(a.buf.DB())
+
+	rt := cfg.Runtime
+	topics := []buffer.TopicConfig{
+		{Name: pipeline.TopicProcess, Partitions: rt.Partitions, Groups: []string{pipeline.TopicProcess}},
+		{Name: pipeline.TopicPersist, Partitions: rt.Partitions, Groups: []string{pipeline.TopicPersist}},
+	}
+	for _, e := range cfg.Endpoints {
+		t := pipeline.DeliverTopic(e.Name)
+		topics = append(topics, buffer.TopicConfig{Name: t, Partitions: rt.Partitions, Groups: []string{t}})
+	}
+	for _, t := range topics {
+		if err := a.buf.EnsureTopic(ctx, t); err != nil {
+			return nil, err
+		}
+	}
+
+	// Sinks: one database handle per DSN, one table per type.
+	sinks := map[string]sink.Sink{}
+	for _, t := range cfg.Types {
+		s := t.Pipeline.Sink
+		if s == nil {
+			continue
+		}
+		dsn := s.DSN
+		if name, ok := strings.CutPrefix(dsn, "sqlite:"); ok && !filepath.IsAbs(name) && !strings.HasPrefix(name, "//") {
+			dsn = "sqlite:" + filepath.Join(dataDir, name)
+		}
+		db := a.dbs[dsn]
+		if db == nil {
+			if db, err = sqlsink.Open(ctx, dsn); err != nil {
+				return nil, fmt.Errorf("type %s: sink: %w", t.Name, err)
+			}
+			a.dbs[dsn] = db
+		}
+		tc := sqlsink.TableConfig{Name: s.Table, UpsertKey: s.UpsertKey}
+		for _, col := range s.Columns {
+			tc.Columns = append(tc.Columns, sqlsink.Column{Name: col.Name, Pointer: col.Pointer, Type: sqlsink.ColumnType(col.Type)})
+		}
+		tbl, err := db.Table(ctx, tc)
+		if err != nil {
+			return nil, fmt.Errorf("type %s: sink: %w", t.Name, err)
+		}
+		sinks[t.Name] = tbl
+	}
+
+	// Stages.
+	m := a.metrics
+	stage := func(name, topic string, workers, batch int, h runtime.Handler) {
+		done := &atomic.Int64{}
+		a.finished[name] = done
+		a.stages = append(a.stages, stageSpec{
+			cfg: runtime.Config{Name: name, Topic: topic, Group: topic, Workers: workers, Window: rt.Window, BatchSize: batch,
+				DrainTimeout: rt.ShutdownTimeout.D(), Logger: a.log,
+				OnPermanent: func(r buffer.Record, err error) {
+					m.Handled.WithLabelValues(name, "failed").Inc()
+					done.Add(1)
+					pipeline.Failed(a.store, stageOf(name))(r, err)
+					a.log.Warn("message failed permanently", "stage", name, "err", err)
+				},
+				OnRetry: func(r buffer.Record, attempt int, err error, next time.Duration) {
+					m.Retries.WithLabelValues(name).Inc()
+					pipeline.Retrying(a.store, stageOf(name))(r, attempt, err, next)
+					if attempt == 1 || attempt%10 == 0 {
+						a.log.Info("will retry", "stage", name, "attempt", attempt, "in", next.Round(time.Millisecond), "err", err)
+					}
+				}},
+			handler: instrument(m, name, done, h),
+		})
+	}
+	stage(pipeline.StageProcess, pipeline.TopicProcess, rt.Workers, rt.BatchSize, pipeline.Process(a.buf, a.store, c.routes))
+	if len(sinks) > 0 {
+		stage(pipeline.StagePersist, pipeline.TopicPersist, rt.Workers, rt.BatchSize, pipeline.Persist(a.store, sinks))
+	}
+	dc := deliver.New(deliver.Config{AllowPrivate: opts.AllowPrivate})
+	for i := range cfg.Endpoints {
+		ep, _ := endpoint(&cfg.Endpoints[i])
+		// Deliveries of a batch run concurrently; workers × batch bounds the requests in flight.
+		stage(pipeline.DeliverTopic(ep.Name), pipeline.DeliverTopic(ep.Name), rt.DeliverWorkers/8+1, 8, pipeline.Deliver(a.store, dc, ep))
+	}
+
+	if a.gateway, err = ingest.New(ingest.Config{
+		Topic: pipeline.TopicProcess, MaxBody: int64(cfg.Limits.MaxBody), MaxBatchLines: cfg.Limits.MaxBatchLines,
+		Clients: c.clients, Types: c.types, Logger: a.log,
+		OnAccepted: func(typ string, n int) { m.Accepted.WithLabelValues(typ).Add(float64(n)) },
+	}, a.buf, a.store); err != nil {
+		return nil, err
+	}
+
+	ingestAddr, adminAddr := cfg.Listen.Ingest, cfg.Listen.Admin
+	if opts.IngestAddr != "" {
+		ingestAddr = opts.IngestAddr
+	}
+	if opts.AdminAddr != "" {
+		adminAddr = opts.AdminAddr
+	}
+	if a.ingestLn, err = net.Listen("tcp", ingestAddr); err != nil {
+		return nil, fmt.Errorf("ingest listener: %w", err)
+	}
+	if a.adminLn, err = net.Listen("tcp", adminAddr); err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	l := cfg.Limits
+	a.ingestSrv = &http.Server{Handler: a.gateway, ReadHeaderTimeout: l.ReadHeaderTimeout.D(), ReadTimeout: l.ReadTimeout.D(),
+		WriteTimeout: l.WriteTimeout.D(), IdleTimeout: l.IdleTimeout.D(), MaxHeaderBytes: int(l.MaxHeaderBytes),
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
+	a.adminSrv = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
+	return a, nil
+}
+
+func stageOf(name string) string {
+	if strings.HasPrefix(name, "deliver.") {
+		return pipeline.StageDeliver
+	}
+	return name
+}
+
+func instrument(m *obs.Metrics, name string, done *atomic.Int64, h runtime.Handler) runtime.Handler {
+	dur := m.HandleDur.WithLabelValues(name)
+	ok := m.Handled.WithLabelValues(name, "ok")
+	return func(ctx context.Context, recs []buffer.Record) []error {
+		start := time.Now()
+		errs := h(ctx, recs)
+		dur.Observe(time.Since(start).Seconds())
+		n := len(recs)
+		for _, e := range errs {
+			if e != nil {
+				n--
+			}
+		}
+		ok.Add(float64(n))
+		done.Add(int64(n))
+		return errs
+	}
+}
+
+// Accepted is the number of messages ingest accepted since start.
+func (a *App) Accepted() int64 { return a.gateway.Accepted() }
+
+// Finished is the number of records the named stage finished since start (done, or failed for
+// good).
+func (a *App) Finished(stage string) int64 {
+	if c := a.finished[stage]; c != nil {
+		return c.Load()
+	}
+	return 0
+}
+
+// FinishedPrefix sums Finished over the stages whose names start with prefix.
+func (a *App) FinishedPrefix(prefix string) int64 {
+	var n int64
+	for name, c := range a.finished {
+		if strings.HasPrefix(name, prefix) {
+			n += c.Load()
+		}
+	}
+	return n
+}
+
+// IngestAddr is the address the ingest listener is bound to.
+func (a *App) IngestAddr() string { return a.ingestLn.Addr().String() }
+
+// AdminAddr is the address the admin listener is bound to.
+func (a *App) AdminAddr() string { return a.adminLn.Addr().String() }
+
+// Store exposes the state store (status trails) to tests and the CLI.
+func (a *App) Store() *state.Store { return a.store }
+
+// Run serves until ctx ends, then shuts down in order and returns. It returns early with an
+// error when a listener or a stage fails.
+func (a *App) Run(ctx context.Context) error {
+	defer a.close()
+	stageCtx, stopStages := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopStages()
+	failed := make(chan error, len(a.stages)+2)
+	var stages sync.WaitGroup
+	for _, s := range a.stages {
+		stages.Add(1)
+		go func() {
+			defer stages.Done()
+			if err := runtime.Run(stageCtx, a.buf, s.cfg, s.handler); err != nil {
+				failed <- err
+			}
+		}()
+	}
+	serve := func(srv *http.Server, ln net.Listener) {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			failed <- err
+		}
+	}
+	go serve(a.ingestSrv, a.ingestLn)
+	go serve(a.adminSrv, a.adminLn)
+	a.log.Info("weir is running", "ingest", a.IngestAddr(), "admin", a.AdminAddr(), "data_dir", a.cfg.Path(a.cfg.DataDir))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-failed:
+		a.log.Error("shutting down after a failure", "err", runErr)
+	}
+
+	// 1. Stop accepting: not ready, finish in-flight requests (bounded), close listeners.
+	a.log.Info("shutting down: no new requests")
+	a.gateway.SetReady(false)
+	bound := a.cfg.Runtime.ShutdownTimeout.D()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), bound)
+	if err := a.ingestSrv.Shutdown(sctx); err != nil {
+		a.ingestSrv.Close()
+	}
+	cancel()
+	// 2. Stop reading; stages drain their in-flight work (each bounded) and commit.
+	a.log.Info("shutting down: draining stages")
+	stopStages()
+	stages.Wait()
+	sctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	a.adminSrv.Shutdown(sctx)
+	cancel()
+	a.log.Info("stopped")
+	return runErr
+}
+
+// close releases storage; Run calls it last.
+func (a *App) close() {
+	for _, db := range a.dbs {
+		db.Close()
+	}
+	if a.buf != nil {
+		if err := a.buf.Close(); err != nil {
+			a.log.Error("closing the log", "err", err)
+		}
+	}
+	if a.ingestLn != nil && a.ingestSrv == nil {
+		a.ingestLn.Close()
+	}
+	if a.adminLn != nil && a.adminSrv == nil {
+		a.adminLn.Close()
+	}
+}
+
+func (a *App) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", a.metrics.Handler())
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	var h http.Handler = mux
+	if a.cfg.Admin.TokenHash != "" {
+		h = requireToken(a.cfg.Admin.TokenHash, mux)
+	}
+	return h
+}

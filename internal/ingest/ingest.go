@@ -1,0 +1,572 @@
+// Package ingest is Weir's HTTP gateway for partners: it authenticates each client, enforces
+// limits, decodes and validates every message against its type's schema, assigns ids, drops
+// duplicates, and answers 202 only after the message is durably in the log.
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/time/rate"
+
+	"github.com/weirhq/weir/internal/buffer"
+	"github.com/weirhq/weir/internal/format"
+	"github.com/weirhq/weir/internal/message"
+	"github.com/weirhq/weir/internal/state"
+)
+
+// Client is an authenticated partner.
+type Client struct {
+	ID        string
+	TokenHash [sha256.Size]byte
+	Types     map[string]bool
+	Limiter   *rate.Limiter // nil: unlimited
+}
+
+// Type is what ingest needs to know about a message type.
+type Type struct {
+	Name       string
+	Schema     *format.Schema // nil: any JSON document
+	KeyPointer string         // ordering key; empty: the message id
+	IDPointer  string         // message id; empty: Idempotency-Key header or a UUIDv7
+	// Expect lists the trail entries that mean "done": "persist" and "deliver:<endpoint>".
+	Expect []string
+}
+
+// Store is the state ingest reads and writes; *state.Store implements it.
+type Store interface {
+	Receipt(client, typ, id string) (state.Receipt, bool, error)
+	Accepted(msgs []state.Accept) error
+	Trail(client, id string) ([]state.Event, error)
+}
+
+// Config configures a Gateway.
+type Config struct {
+	Topic         string // topic accepted messages are appended to
+	MaxBody       int64
+	MaxBatchLines int
+	Clients       []Client
+	Types         []Type
+	Logger        *slog.Logger
+	// OnAccepted is told how many messages of a type were just accepted (optional: metrics).
+	OnAccepted func(typ string, n int)
+}
+
+// Gateway serves the ingestion API. It is an http.Handler.
+type Gateway struct {
+	cfg     Config
+	log     buffer.Buffer
+	store   Store
+	clients map[string]*Client
+	byHash  map[[sha256.Size]byte]*Client
+	types   map[string]*Type
+	mux     *http.ServeMux
+	locks   [4096]sync.Mutex // dedup stripes, held across check, append and receipt
+	seed    maphash.Seed
+	dummy   [sha256.Size]byte
+	ready   atomic.Bool
+
+	accepted atomic.Int64
+}
+
+// New builds a gateway appending to log and remembering receipts in store.
+func New(cfg Config, log buffer.Buffer, store Store) (*Gateway, error) {
+	if cfg.Topic == "" {
+		return nil, errors.New("ingest: no topic")
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 1 << 20
+	}
+	if cfg.MaxBatchLines <= 0 {
+		cfg.MaxBatchLines = 10000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	g := &Gateway{cfg: cfg, log: log, store: store, seed: maphash.MakeSeed(),
+		clients: map[string]*Client{}, byHash: map[[sha256.Size]byte]*Client{}, types: map[string]*Type{}}
+	g.dummy = sha256.Sum256([]byte("weir: no such client"))
+	for i := range cfg.Clients {
+		c := &cfg.Clients[i]
+		g.clients[c.ID] = c
+		g.byHash[c.TokenHash] = c
+	}
+	for i := range cfg.Types {
+		g.types[cfg.Types[i].Name] = &cfg.Types[i]
+	}
+	g.mux = http.NewServeMux()
+	g.mux.HandleFunc("POST /v1/messages/{type}", g.handleOne)
+	g.mux.HandleFunc("PUT /v1/messages/{type}/{id}", g.handleOne)
+	g.mux.HandleFunc("POST /v1/messages/{type}/batch", g.handleBatch)
+	g.mux.HandleFunc("GET /v1/messages/{id}", g.handleStatus)
+	g.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	g.mux.HandleFunc("GET /readyz", g.handleReady)
+	g.ready.Store(true)
+	return g, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
+
+// SetReady flips /readyz; the app clears it when shutdown starts.
+func (g *Gateway) SetReady(ok bool) { g.ready.Store(ok) }
+
+// Accepted returns the number of messages accepted since start.
+func (g *Gateway) Accepted() int64 { return g.accepted.Load() }
+
+func (g *Gateway) handleReady(w http.ResponseWriter, _ *http.Request) {
+	if !g.ready.Load() {
+		writeProblem(w, problem(http.StatusServiceUnavailable, "not-ready", "Not ready", "weir is starting or shutting down"))
+		return
+	}
+	w.Write([]byte("ready\n"))
+}
+
+// authenticate checks HTTP Basic (client id : token) or a Bearer token. Unknown clients and
+// wrong tokens get the same answer, and both paths compare hashes in constant time.
+func (g *Gateway) authenticate(r *http.Request) (*Client, *Problem) {
+	if id, token, ok := r.BasicAuth(); ok {
+		sum := sha256.Sum256([]byte(token))
+		c := g.clients[id]
+		want := &g.dummy
+		if c != nil {
+			want = &c.TokenHash
+		}
+		if subtle.ConstantTimeCompare(sum[:], want[:]) == 1 && c != nil {
+			return c, nil
+		}
+		return nil, errUnauthorized
+	}
+	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		sum := sha256.Sum256([]byte(strings.TrimSpace(h[7:])))
+		if c := g.byHash[sum]; c != nil && subtle.ConstantTimeCompare(sum[:], c.TokenHash[:]) == 1 {
+			return c, nil
+		}
+	}
+	return nil, errUnauthorized
+}
+
+// admit authenticates the request and resolves the message type it addresses.
+func (g *Gateway) admit(r *http.Request, n int) (*Client, *Type, *Problem) {
+	c, p := g.authenticate(r)
+	if p != nil {
+		return nil, nil, p
+	}
+	name := r.PathValue("type")
+	t := g.types[name]
+	if t == nil || !c.Types[name] {
+		// An unknown type and a forbidden one look alike, so clients cannot probe for types.
+		return nil, nil, problem(http.StatusForbidden, "type-not-allowed", "Message type not allowed",
+			fmt.Sprintf("client %q may not send message type %q", c.ID, name))
+	}
+	if c.Limiter != nil {
+		res := c.Limiter.ReserveN(time.Now(), n)
+		if !res.OK() || res.Delay() > 0 {
+			delay := res.Delay()
+			res.Cancel()
+			if !res.OK() {
+				delay = time.Second
+			}
+			p := problem(http.StatusTooManyRequests, "rate-limited", "Too many requests",
+				fmt.Sprintf("client %q is over its rate limit", c.ID))
+			p.retryAfter = max(delay, time.Second)
+			return nil, nil, p
+		}
+	}
+	return c, t, nil
+}
+
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, types ...string) ([]byte, *Problem) {
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	okType := false
+	for _, t := range types {
+		okType = okType || (err == nil && ct == t)
+	}
+	if !okType {
+		return nil, problem(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
+			fmt.Sprintf("send Content-Type %s", strings.Join(types, " or ")))
+	}
+	if r.ContentLength > g.cfg.MaxBody {
+		return nil, tooLarge(g.cfg.MaxBody)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBody))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return nil, tooLarge(g.cfg.MaxBody)
+		}
+		return nil, problem(http.StatusBadRequest, "unreadable-body", "Unreadable body", err.Error())
+	}
+	return body, nil
+}
+
+func tooLarge(limit int64) *Problem {
+	return problem(http.StatusRequestEntityTooLarge, "too-large", "Body too large", fmt.Sprintf("the limit is %d bytes", limit))
+}
+
+// candidate is a message that passed validation and waits to be appended.
+type candidate struct {
+	msg  message.Message
+	hash [sha256.Size]byte
+	dup  bool // a duplicate of an accepted message: answer with the original receipt
+	prob *Problem
+}
+
+// prepare validates one JSON document and builds its message; id may come from the request.
+func (g *Gateway) prepare(c *Client, t *Type, body []byte, id string, now time.Time) candidate {
+	doc, err := format.Decode(body)
+	if err != nil {
+		return candidate{prob: problem(http.StatusBadRequest, "invalid-json", "Invalid JSON", err.Error())}
+	}
+	if t.Schema != nil {
+		if v := t.Schema.Validate(doc); v != nil {
+			p := problem(http.StatusBadRequest, "validation", "Message does not match its schema",
+				fmt.Sprintf("%d violation(s) of the %s schema", len(v), t.Name))
+			p.Errors = v
+			return candidate{prob: p}
+		}
+	}
+	if id == "" && t.IDPointer != "" {
+		var ok bool
+		if id, ok = format.LookupString(doc, t.IDPointer); !ok {
+			return candidate{prob: problem(http.StatusBadRequest, "missing-id", "Missing message id",
+				fmt.Sprintf("no string or number at %s (the type's id pointer) and no Idempotency-Key header", t.IDPointer))}
+		}
+	}
+	if id == "" {
+		id = uuid.Must(uuid.NewV7()).String()
+	}
+	if len(id) > 200 {
+		return candidate{prob: problem(http.StatusBadRequest, "bad-id", "Bad message id", "ids are at most 200 bytes")}
+	}
+	key := id
+	if t.KeyPointer != "" {
+		k, ok := format.LookupString(doc, t.KeyPointer)
+		if !ok {
+			return candidate{prob: problem(http.StatusBadRequest, "missing-key", "Missing ordering key",
+				fmt.Sprintf("no string or number at %s (the type's key pointer)", t.KeyPointer))}
+		}
+		key = k
+	}
+	return candidate{
+		msg:  message.Message{ID: id, Client: c.ID, Type: t.Name, Key: key, ReceivedAt: now, Payload: body},
+		hash: sha256.Sum256(body),
+	}
+}
+
+func (g *Gateway) stripe(c *candidate) int {
+	var h maphash.Hash
+	h.SetSeed(g.seed)
+	h.WriteString(c.msg.Client)
+	h.WriteByte(0)
+	h.WriteString(c.msg.Type)
+	h.WriteByte(0)
+	h.WriteString(c.msg.ID)
+	return int(h.Sum64() % uint64(len(g.locks)))
+}
+
+// commit dedups the candidates and appends the new ones durably; it returns a problem only when
+// the log refused the append (then nothing of the call was acknowledged).
+func (g *Gateway) commit(ctx context.Context, cands []*candidate) *Problem {
+	var stripes []int
+	seen := map[int]bool{}
+	for _, c := range cands {
+		s := g.stripe(c)
+		if !seen[s] {
+			seen[s] = true
+			stripes = append(stripes, s)
+		}
+	}
+	sortInts(stripes)
+	for _, s := range stripes {
+		g.locks[s].Lock()
+	}
+	defer func() {
+		for _, s := range stripes {
+			g.locks[s].Unlock()
+		}
+	}()
+
+	var msgs []buffer.Message
+	var accepts []state.Accept
+	inCall := map[string]*candidate{}
+	for _, c := range cands {
+		r, found, err := g.store.Receipt(c.msg.Client, c.msg.Type, c.msg.ID)
+		if err != nil {
+			p := problem(http.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", "the state store cannot be read")
+			p.retryAfter = time.Second
+			return p
+		}
+		if first := inCall[c.msg.ID]; first != nil {
+			found, r = true, state.Receipt{BodyHash: first.hash, AcceptedAt: first.msg.ReceivedAt}
+		}
+		if found {
+			if r.BodyHash != c.hash {
+				c.prob = problem(http.StatusConflict, "conflict", "Id already used",
+					fmt.Sprintf("message id %q was accepted before with a different body", c.msg.ID))
+				c.prob.ID = c.msg.ID
+			} else {
+				c.dup = true
+			}
+			continue
+		}
+		inCall[c.msg.ID] = c
+		msgs = append(msgs, buffer.Message{Key: []byte(c.msg.Key), Value: c.msg.Encode()})
+		accepts = append(accepts, state.Accept{Client: c.msg.Client, Type: c.msg.Type, ID: c.msg.ID,
+			Receipt: state.Receipt{BodyHash: c.hash, AcceptedAt: c.msg.ReceivedAt}})
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := g.log.Append(ctx, g.cfg.Topic, msgs); err != nil {
+		g.cfg.Logger.Error("append to log failed", "err", err)
+		p := problem(http.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", "the log cannot accept messages now")
+		p.retryAfter = time.Second
+		return p
+	}
+	g.accepted.Add(int64(len(msgs)))
+	if g.cfg.OnAccepted != nil {
+		g.cfg.OnAccepted(cands[0].msg.Type, len(msgs))
+	}
+	if err := g.store.Accepted(accepts); err != nil {
+		// The messages are durable; only their receipts are missing, so a resend is accepted
+		// again under the same id and every effect stays idempotent.
+		g.cfg.Logger.Warn("recording receipts failed", "err", err)
+	}
+	return nil
+}
+
+func sortInts(a []int) {
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && a[j] < a[j-1]; j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+		}
+	}
+}
+
+// Receipt is the answer for an accepted message.
+type Receipt struct {
+	ID        string `json:"id"`
+	Status    string `json:"status"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+func (g *Gateway) handleOne(w http.ResponseWriter, r *http.Request) {
+	c, t, p := g.admit(r, 1)
+	if p != nil {
+		writeProblem(w, p)
+		return
+	}
+	body, p := g.readBody(w, r, "application/json")
+	if p != nil {
+		writeProblem(w, p)
+		return
+	}
+	id := r.PathValue("id")
+	if id == "" {
+		id = r.Header.Get("Idempotency-Key")
+	}
+	cand := g.prepare(c, t, body, id, time.Now().UTC())
+	if cand.prob != nil {
+		writeProblem(w, cand.prob)
+		return
+	}
+	if p := g.commit(r.Context(), []*candidate{&cand}); p != nil {
+		writeProblem(w, p)
+		return
+	}
+	switch {
+	case cand.prob != nil:
+		writeProblem(w, cand.prob)
+	case cand.dup:
+		writeJSON(w, http.StatusOK, Receipt{ID: cand.msg.ID, Status: state.StatusAccepted, Duplicate: true})
+	default:
+		writeJSON(w, http.StatusAccepted, Receipt{ID: cand.msg.ID, Status: state.StatusAccepted})
+	}
+}
+
+// LineResult is the outcome of one NDJSON line.
+type LineResult struct {
+	Line      int                `json:"line"`
+	ID        string             `json:"id,omitempty"`
+	Status    string             `json:"status"` // accepted | duplicate | rejected
+	Code      int                `json:"code"`
+	Error     string             `json:"error,omitempty"`
+	Errors    []format.Violation `json:"errors,omitempty"`
+	Duplicate bool               `json:"duplicate,omitempty"`
+}
+
+// BatchResult answers an NDJSON batch.
+type BatchResult struct {
+	Accepted int          `json:"accepted"`
+	Rejected int          `json:"rejected"`
+	Results  []LineResult `json:"results"`
+}
+
+func (g *Gateway) handleBatch(w http.ResponseWriter, r *http.Request) {
+	c, t, p := g.admit(r, 0)
+	if p != nil {
+		writeProblem(w, p)
+		return
+	}
+	body, p := g.readBody(w, r, "application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines")
+	if p != nil {
+		writeProblem(w, p)
+		return
+	}
+	var lines [][]byte
+	var lineNo []int
+	n := 0
+	for len(body) > 0 {
+		var line []byte
+		line, body, _ = bytes.Cut(body, []byte{'\n'})
+		n++
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		lines = append(lines, line)
+		lineNo = append(lineNo, n)
+	}
+	if len(lines) == 0 {
+		writeProblem(w, problem(http.StatusBadRequest, "empty-batch", "Empty batch", "the body holds no NDJSON line"))
+		return
+	}
+	if len(lines) > g.cfg.MaxBatchLines {
+		writeProblem(w, problem(http.StatusRequestEntityTooLarge, "too-many-lines", "Batch too large",
+			fmt.Sprintf("at most %d lines per batch", g.cfg.MaxBatchLines)))
+		return
+	}
+	if c.Limiter != nil {
+		res := c.Limiter.ReserveN(time.Now(), len(lines))
+		if !res.OK() || res.Delay() > 0 {
+			delay := res.Delay()
+			res.Cancel()
+			p := problem(http.StatusTooManyRequests, "rate-limited", "Too many requests",
+				fmt.Sprintf("client %q is over its rate limit (a batch of %d counts %d)", c.ID, len(lines), len(lines)))
+			p.retryAfter = max(delay, time.Second)
+			writeProblem(w, p)
+			return
+		}
+	}
+	now := time.Now().UTC()
+	cands := make([]candidate, len(lines))
+	valid := make([]*candidate, 0, len(lines))
+	for i, line := range lines {
+		cands[i] = g.prepare(c, t, line, "", now)
+		if cands[i].prob == nil {
+			valid = append(valid, &cands[i])
+		}
+	}
+	if len(valid) > 0 {
+		if p := g.commit(r.Context(), valid); p != nil {
+			writeProblem(w, p)
+			return
+		}
+	}
+	res := BatchResult{Results: make([]LineResult, len(lines))}
+	for i := range cands {
+		cd := &cands[i]
+		lr := LineResult{Line: lineNo[i], ID: cd.msg.ID}
+		switch {
+		case cd.prob != nil:
+			lr.Status, lr.Code, lr.Error, lr.Errors = "rejected", cd.prob.Status, cd.prob.Detail, cd.prob.Errors
+			res.Rejected++
+		case cd.dup:
+			lr.Status, lr.Code, lr.Duplicate = "accepted", http.StatusOK, true
+			res.Accepted++
+		default:
+			lr.Status, lr.Code = "accepted", http.StatusAccepted
+			res.Accepted++
+		}
+		res.Results[i] = lr
+	}
+	status := http.StatusAccepted
+	switch {
+	case res.Accepted == 0:
+		status = http.StatusBadRequest
+	case res.Rejected > 0:
+		status = http.StatusMultiStatus
+	}
+	writeJSON(w, status, res)
+}
+
+// Status is the answer of GET /v1/messages/{id}.
+type Status struct {
+	ID     string        `json:"id"`
+	Type   string        `json:"type,omitempty"`
+	Status string        `json:"status"`
+	Trail  []state.Event `json:"trail"`
+}
+
+func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
+	c, p := g.authenticate(r)
+	if p != nil {
+		writeProblem(w, p)
+		return
+	}
+	id := r.PathValue("id")
+	trail, err := g.store.Trail(c.ID, id)
+	if err != nil {
+		p := problem(http.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", "the state store cannot be read")
+		p.retryAfter = time.Second
+		writeProblem(w, p)
+		return
+	}
+	if len(trail) == 0 {
+		writeProblem(w, errNotFound)
+		return
+	}
+	st := Status{ID: id, Trail: trail}
+	for _, e := range trail {
+		if e.Type != "" {
+			st.Type = e.Type
+		}
+	}
+	st.Status = g.overall(st.Type, trail)
+	writeJSON(w, http.StatusOK, st)
+}
+
+// overall sums a trail up: failed or retrying when any stage is; delivered (or persisted) once
+// every expected effect happened; otherwise the latest status.
+func (g *Gateway) overall(typ string, trail []state.Event) string {
+	done := map[string]bool{}
+	for _, e := range trail {
+		switch e.Status {
+		case state.StatusFailed, state.StatusRetrying:
+			return e.Status
+		case state.StatusPersisted:
+			done["persist"] = true
+		case state.StatusDelivered:
+			done["deliver:"+e.Endpoint] = true
+		}
+	}
+	if t := g.types[typ]; t != nil && len(t.Expect) > 0 {
+		all := true
+		delivers := false
+		for _, want := range t.Expect {
+			all = all && done[want]
+			delivers = delivers || strings.HasPrefix(want, "deliver:")
+		}
+		if all {
+			if delivers {
+				return state.StatusDelivered
+			}
+			return state.StatusPersisted
+		}
+	}
+	return trail[len(trail)-1].Status
+}

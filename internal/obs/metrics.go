@@ -1,0 +1,40 @@
+// Package obs holds Weir's observability: the Prometheus metrics every part reports to, served
+// on the admin listener.
+package obs
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics is the set of Weir's metrics, registered on their own registry.
+type Metrics struct {
+	Registry  *prometheus.Registry
+	Accepted  *prometheus.CounterVec   // messages accepted at ingest, by type
+	Handled   *prometheus.CounterVec   // records finished by a stage, by stage and outcome
+	Retries   *prometheus.CounterVec   // transient failures scheduled for retry, by stage
+	HandleDur *prometheus.HistogramVec // handler call latency, by stage
+}
+
+// New registers Weir's metrics on a fresh registry.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Accepted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weir_ingest_accepted_total", Help: "Messages accepted at ingest (durably in the log)."}, []string{"type"}),
+		Handled:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weir_stage_records_total", Help: "Records finished by a stage."}, []string{"stage", "outcome"}),
+		Retries:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weir_stage_retries_total", Help: "Transient failures scheduled for another attempt."}, []string{"stage"}),
+		HandleDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "weir_stage_batch_seconds", Help: "Time a stage handler takes per batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"stage"}),
+	}
+	m.Registry.MustRegister(m.Accepted, m.Handled, m.Retries, m.HandleDur,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}

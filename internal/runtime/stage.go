@@ -1,0 +1,417 @@
+// Package runtime runs one pipeline stage as a consumer group on its topic: it fetches records,
+// hands them to a handler with per-key ordering and parallelism across keys, bounds the records
+// in flight (backpressure), retries transient failures without blocking other keys, and commits
+// each partition's offset only over the contiguous prefix of finished records, so a crash
+// re-delivers and never skips.
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/weirhq/weir/internal/buffer"
+	"github.com/weirhq/weir/internal/fault"
+)
+
+// Handler handles a batch of records. It returns nil when every record succeeded, or a slice
+// with one error per record (nil entries for successes). A transient error makes the stage retry
+// that record after a backoff; a permanent one (fault.Permanent) is passed to Config.OnPermanent
+// and the record counts as finished. Handlers are called from up to Config.Workers goroutines at
+// once; a batch never holds two records with the same key.
+type Handler func(ctx context.Context, recs []buffer.Record) []error
+
+// Config describes a stage.
+type Config struct {
+	Name      string // for logs
+	Topic     string
+	Group     string
+	Workers   int // concurrent handler calls (default 4)
+	Window    int // records fetched but not yet committed (default 4096)
+	BatchSize int // records per handler call (default 256)
+	// Backoff bounds the delay before a transient failure is retried (doubling, with jitter).
+	MinBackoff, MaxBackoff time.Duration
+	// CommitEvery throttles offset commits (default 50ms).
+	CommitEvery time.Duration
+	// DrainTimeout bounds how long in-flight handler calls may run after shutdown starts.
+	DrainTimeout time.Duration
+	// OnPermanent is told about records that failed permanently (optional).
+	OnPermanent func(rec buffer.Record, err error)
+	// OnRetry is told about transient failures before the retry is scheduled (optional).
+	OnRetry func(rec buffer.Record, attempt int, err error, next time.Duration)
+	Logger  *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.Workers <= 0 {
+		c.Workers = 4
+	}
+	if c.Window <= 0 {
+		c.Window = 4096
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 256
+	}
+	if c.MinBackoff <= 0 {
+		c.MinBackoff = 100 * time.Millisecond
+	}
+	if c.MaxBackoff < c.MinBackoff {
+		c.MaxBackoff = 30 * time.Second
+	}
+	if c.CommitEvery <= 0 {
+		c.CommitEvery = 50 * time.Millisecond
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// item is one record in flight.
+type item struct {
+	rec     buffer.Record
+	key     string
+	attempt int
+	done    bool
+}
+
+// partition tracks a partition's records in fetch order, to commit the finished prefix.
+type partition struct {
+	queue     []*item // in offset order; the head is the oldest unfinished-or-uncommitted
+	committed uint64  // next offset already committed
+	next      uint64  // next offset to commit (end of the finished prefix)
+}
+
+type result struct {
+	batch []*item
+	errs  []error
+}
+
+// Stage is a running consumer group. Create it with Run.
+type Stage struct {
+	cfg     Config
+	handler Handler
+	cons    buffer.Consumer
+
+	window  *window
+	fetched chan []buffer.Record
+	results chan result
+	retries chan *item
+	work    chan []*item
+	stopped chan struct{} // closed when the dispatcher stops taking retries
+
+	parts   map[int]*partition
+	busy    map[string][]*item // key → records waiting behind the one in flight
+	ready   []*item
+	running int
+}
+
+// Run consumes cfg.Topic as cfg.Group until ctx ends, then drains: it stops fetching, lets
+// in-flight handler calls finish (up to DrainTimeout), commits, and closes the consumer.
+func Run(ctx context.Context, b buffer.Buffer, cfg Config, h Handler) error {
+	cfg.defaults()
+	cons, err := b.Consume(ctx, cfg.Topic, cfg.Group)
+	if err != nil {
+		return fmt.Errorf("stage %s: %w", cfg.Name, err)
+	}
+	s := &Stage{
+		cfg: cfg, handler: h, cons: cons,
+		window:  newWindow(cfg.Window),
+		fetched: make(chan []buffer.Record, 4),
+		results: make(chan result, cfg.Workers),
+		retries: make(chan *item, 64),
+		work:    make(chan []*item),
+		stopped: make(chan struct{}),
+		parts:   map[int]*partition{},
+		busy:    map[string][]*item{},
+	}
+	return s.run(ctx)
+}
+
+func (s *Stage) run(ctx context.Context) error {
+	// Handlers run under their own context: shutdown first stops new work, then gives the work
+	// in flight DrainTimeout before cancelling it.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+
+	var wg sync.WaitGroup
+	fetchErr := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		fetchErr <- s.fetch(ctx)
+	}()
+	var workers sync.WaitGroup
+	for range s.cfg.Workers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for batch := range s.work {
+				s.results <- result{batch: batch, errs: s.call(workCtx, batch)}
+			}
+		}()
+	}
+
+	tick := time.NewTicker(s.cfg.CommitEvery)
+	defer tick.Stop()
+	var runErr error
+	var pending []*item // the batch offered to the workers, taken from ready
+loop:
+	for {
+		var work chan []*item
+		if pending == nil && len(s.ready) > 0 && s.running < s.cfg.Workers {
+			pending = s.nextBatch()
+		}
+		if pending != nil {
+			work = s.work
+		}
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-fetchErr:
+			if !fault.IsShutdown(ctx, err) {
+				runErr = fmt.Errorf("stage %s: fetch: %w", s.cfg.Name, err)
+			}
+			break loop
+		case recs := <-s.fetched:
+			s.admit(recs)
+		case it := <-s.retries:
+			s.ready = append(s.ready, it)
+		case r := <-s.results:
+			s.running--
+			s.finish(r)
+		case work <- pending:
+			pending = nil
+			s.running++
+		case <-tick.C:
+			if err := s.commit(ctx); err != nil {
+				runErr = err
+				break loop
+			}
+		}
+	}
+	// Records not yet handed to a worker stay uncommitted and are delivered again next time.
+	close(s.stopped)
+
+	// Drain: no new batches; wait for the running ones, bounded by DrainTimeout.
+	close(s.work)
+	drain := time.AfterFunc(s.cfg.DrainTimeout, cancelWork)
+	defer drain.Stop()
+	for s.running > 0 {
+		r := <-s.results
+		s.running--
+		s.finish(r)
+	}
+	workers.Wait()
+	if err := s.commit(context.WithoutCancel(ctx)); err != nil && runErr == nil {
+		runErr = err
+	}
+	s.cons.Close()
+	wg.Wait()
+	return runErr
+}
+
+// fetch pulls records while the window has room.
+func (s *Stage) fetch(ctx context.Context) error {
+	for {
+		n, err := s.window.acquire(ctx, s.cfg.BatchSize*4)
+		if err != nil {
+			return err
+		}
+		recs, err := s.cons.Fetch(ctx, n)
+		if err != nil {
+			s.window.release(n)
+			return err
+		}
+		if len(recs) < n {
+			s.window.release(n - len(recs))
+		}
+		if len(recs) == 0 {
+			continue
+		}
+		select {
+		case s.fetched <- recs:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// admit queues fetched records: each joins its partition's commit queue, and becomes ready
+// unless an earlier record with the same key is still unfinished.
+func (s *Stage) admit(recs []buffer.Record) {
+	for _, r := range recs {
+		it := &item{rec: r, key: string(r.Key)}
+		p := s.parts[r.Partition]
+		if p == nil {
+			p = &partition{committed: r.Offset, next: r.Offset}
+			s.parts[r.Partition] = p
+		}
+		p.queue = append(p.queue, it)
+		if waiting, ok := s.busy[it.key]; ok {
+			s.busy[it.key] = append(waiting, it)
+			continue
+		}
+		s.busy[it.key] = nil
+		s.ready = append(s.ready, it)
+	}
+}
+
+func (s *Stage) nextBatch() []*item {
+	n := min(len(s.ready), s.cfg.BatchSize)
+	batch := make([]*item, n)
+	copy(batch, s.ready[:n])
+	s.ready = s.ready[n:]
+	if len(s.ready) == 0 {
+		s.ready = nil
+	}
+	return batch
+}
+
+// call runs the handler, turning a panic into a permanent error for the whole batch.
+func (s *Stage) call(ctx context.Context, batch []*item) (errs []error) {
+	recs := make([]buffer.Record, len(batch))
+	for i, it := range batch {
+		recs[i] = it.rec
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err := fault.Permanent(fmt.Errorf("panic in stage %s: %v\n%s", s.cfg.Name, p, debug.Stack()))
+			errs = make([]error, len(batch))
+			for i := range errs {
+				errs[i] = err
+			}
+		}
+	}()
+	errs = s.handler(ctx, recs)
+	if errs != nil && len(errs) != len(batch) {
+		err := fmt.Errorf("stage %s: handler returned %d results for %d records", s.cfg.Name, len(errs), len(batch))
+		errs = make([]error, len(batch))
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	return errs
+}
+
+func (s *Stage) finish(r result) {
+	for i, it := range r.batch {
+		var err error
+		if r.errs != nil {
+			err = r.errs[i]
+		}
+		switch {
+		case err == nil:
+		case fault.IsPermanent(err):
+			if s.cfg.OnPermanent != nil {
+				s.cfg.OnPermanent(it.rec, err)
+			} else {
+				s.cfg.Logger.Error("record failed permanently", "stage", s.cfg.Name, "partition", it.rec.Partition, "offset", it.rec.Offset, "err", err)
+			}
+		default:
+			it.attempt++
+			d := s.backoff(it.attempt, err)
+			if s.cfg.OnRetry != nil {
+				s.cfg.OnRetry(it.rec, it.attempt, err, d)
+			}
+			time.AfterFunc(d, func() {
+				select {
+				case s.retries <- it:
+				case <-s.stopped:
+				}
+			})
+			continue
+		}
+		s.done(it)
+	}
+}
+
+// done marks it finished, releases the next record of its key and advances the commit point.
+func (s *Stage) done(it *item) {
+	it.done = true
+	if waiting := s.busy[it.key]; len(waiting) > 0 {
+		s.ready = append(s.ready, waiting[0])
+		s.busy[it.key] = waiting[1:]
+	} else {
+		delete(s.busy, it.key)
+	}
+	p := s.parts[it.rec.Partition]
+	n := 0
+	for n < len(p.queue) && p.queue[n].done {
+		p.next = p.queue[n].rec.Offset + 1
+		n++
+	}
+	if n > 0 {
+		clear(p.queue[:n])
+		p.queue = p.queue[n:]
+		s.window.release(n)
+	}
+}
+
+func (s *Stage) commit(ctx context.Context) error {
+	for id, p := range s.parts {
+		if p.next == p.committed {
+			continue
+		}
+		if err := s.cons.Commit(ctx, id, p.next); err != nil {
+			return fmt.Errorf("stage %s: commit partition %d: %w", s.cfg.Name, id, err)
+		}
+		p.committed = p.next
+	}
+	return nil
+}
+
+func (s *Stage) backoff(attempt int, err error) time.Duration {
+	if d, ok := fault.RetryAfter(err); ok {
+		return min(max(d, s.cfg.MinBackoff), 24*time.Hour)
+	}
+	d := s.cfg.MinBackoff << min(attempt-1, 30)
+	if d > s.cfg.MaxBackoff || d <= 0 {
+		d = s.cfg.MaxBackoff
+	}
+	// Full jitter on the upper half, so retries of many records spread out.
+	return d/2 + rand.N(d/2+1)
+}
+
+// window is a counting semaphore whose waiters honour a context.
+type window struct {
+	mu    sync.Mutex
+	free  int
+	avail chan struct{} // closed when free grows
+}
+
+func newWindow(n int) *window { return &window{free: n, avail: make(chan struct{})} }
+
+// acquire waits for room and takes up to max slots.
+func (w *window) acquire(ctx context.Context, max int) (int, error) {
+	for {
+		w.mu.Lock()
+		if w.free > 0 {
+			n := min(w.free, max)
+			w.free -= n
+			w.mu.Unlock()
+			return n, nil
+		}
+		ch := w.avail
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+func (w *window) release(n int) {
+	w.mu.Lock()
+	w.free += n
+	close(w.avail)
+	w.avail = make(chan struct{})
+	w.mu.Unlock()
+}

@@ -1,0 +1,191 @@
+// Package state keeps what Weir remembers about messages besides the log itself: the dedup
+// receipts of accepted message ids and each message's status trail. The embedded store lives in
+// the same Pebble database as the embedded log (under its own key prefixes), so it adds no
+// process, no file and no fsync of its own: its writes ride on the log's group commits.
+package state
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Key prefixes owned by this package (the embedded log owns others; see internal/buffer/embedded).
+const (
+	prefixDedup  = "d/"
+	prefixStatus = "s/"
+)
+
+// Store is the embedded state store. It is safe for concurrent use.
+type Store struct {
+	db *pebble.DB
+}
+
+// New returns a store on db, which the caller keeps open for the store's lifetime.
+func New(db *pebble.DB) *Store { return &Store{db: db} }
+
+// Receipt is what dedup remembers about an accepted message id.
+type Receipt struct {
+	BodyHash   [sha256.Size]byte
+	AcceptedAt time.Time
+}
+
+func dedupKey(client, typ, id string) []byte {
+	k := make([]byte, 0, len(prefixDedup)+len(client)+len(typ)+len(id)+2)
+	k = append(k, prefixDedup...)
+	k = append(k, client...)
+	k = append(k, 0)
+	k = append(k, typ...)
+	k = append(k, 0)
+	return append(k, id...)
+}
+
+// Receipt returns the receipt of (client, type, id), if that id was accepted before.
+func (s *Store) Receipt(client, typ, id string) (Receipt, bool, error) {
+	v, closer, err := s.db.Get(dedupKey(client, typ, id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Receipt{}, false, nil
+	}
+	if err != nil {
+		return Receipt{}, false, fmt.Errorf("state: dedup lookup: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != sha256.Size+8 {
+		return Receipt{}, false, fmt.Errorf("state: dedup receipt of %d bytes is corrupt", len(v))
+	}
+	var r Receipt
+	copy(r.BodyHash[:], v)
+	r.AcceptedAt = time.Unix(0, int64(binary.BigEndian.Uint64(v[sha256.Size:]))).UTC()
+	return r, true, nil
+}
+
+// Accepted records, in one write, the dedup receipts and "accepted" status events of messages
+// just appended to the log. The write is not synced on its own: the log's next group commit
+// makes it durable. Losing it in a crash only means a resend is accepted again under the same
+// id, which every effect tolerates (effects are idempotent by id).
+func (s *Store) Accepted(msgs []Accept) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, m := range msgs {
+		v := make([]byte, sha256.Size+8)
+		copy(v, m.Receipt.BodyHash[:])
+		binary.BigEndian.PutUint64(v[sha256.Size:], uint64(m.Receipt.AcceptedAt.UnixNano()))
+		if err := b.Set(dedupKey(m.Client, m.Type, m.ID), v, nil); err != nil {
+			return fmt.Errorf("state: %w", err)
+		}
+		if err := setEvent(b, Event{Client: m.Client, ID: m.ID, Type: m.Type, Stage: "ingest", Status: StatusAccepted, At: m.Receipt.AcceptedAt}); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	return nil
+}
+
+// Accept is one accepted message for Store.Accepted.
+type Accept struct {
+	Client, Type, ID string
+	Receipt          Receipt
+}
+
+// Status values in a trail.
+const (
+	StatusAccepted  = "accepted"
+	StatusProcessed = "processed"
+	StatusPersisted = "persisted"
+	StatusDelivered = "delivered"
+	StatusRetrying  = "retrying"
+	StatusFailed    = "failed"
+)
+
+// Event is one step of a message's status trail. The latest event per (stage, endpoint)
+// replaces the one before, so a trail holds one line per stage and endpoint.
+type Event struct {
+	Client   string    `json:"-"`
+	ID       string    `json:"-"`
+	Type     string    `json:"type,omitempty"`
+	Stage    string    `json:"stage"`
+	Endpoint string    `json:"endpoint,omitempty"`
+	Status   string    `json:"status"`
+	At       time.Time `json:"at"`
+	Attempts int       `json:"attempts,omitempty"`
+	Code     int       `json:"status_code,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	NextAt   time.Time `json:"next_attempt_at,omitzero"`
+}
+
+func statusPrefix(client, id string) []byte {
+	k := make([]byte, 0, len(prefixStatus)+len(client)+len(id)+2)
+	k = append(k, prefixStatus...)
+	k = append(k, client...)
+	k = append(k, 0)
+	k = append(k, id...)
+	return append(k, 0)
+}
+
+func setEvent(b *pebble.Batch, e Event) error {
+	k := statusPrefix(e.Client, e.ID)
+	k = append(k, e.Stage...)
+	k = append(k, 0)
+	k = append(k, e.Endpoint...)
+	v, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	if err := b.Set(k, v, nil); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	return nil
+}
+
+// Record writes status events (unsynced, like Accepted).
+func (s *Store) Record(events ...Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, e := range events {
+		if err := setEvent(b, e); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	return nil
+}
+
+// Trail returns the status events of client's message id, oldest first; none when the message
+// is unknown or belongs to another client.
+func (s *Store) Trail(client, id string) ([]Event, error) {
+	prefix := statusPrefix(client, id)
+	upper := append(bytes.Clone(prefix[:len(prefix)-1]), 1)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	defer it.Close()
+	var out []Event
+	for it.First(); it.Valid(); it.Next() {
+		var e Event
+		if err := json.Unmarshal(it.Value(), &e); err != nil {
+			return nil, fmt.Errorf("state: status event: %w", err)
+		}
+		e.Client, e.ID = client, id
+		out = append(out, e)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
+	return out, nil
+}
