@@ -24,7 +24,7 @@ const benchHelp = `Posts messages to an ingest endpoint and reports throughput a
   weir bench --ceiling ...          also measure a bare net/http handler in the same run
 `
 
-func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, benchHelp); fs.PrintDefaults() }
 	var cfg bench.Config

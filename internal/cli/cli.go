@@ -48,7 +48,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "check":
 		err = check(args[1:], stdout, stderr)
 	case "bench":
-		err = bench(ctx, args[1:], stdout, stderr)
+		err = runBench(ctx, args[1:], stdout, stderr)
 	case "demo-partner":
 		err = demoPartner(ctx, args[1:], stdout, stderr)
 	case "hash-token":

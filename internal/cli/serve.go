@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -65,9 +66,7 @@ The demo partner logs each signed delivery below. Ctrl-C stops (gracefully).
 
 // demoConfig writes the quickstart files under ./weir-data, starts the demo partner in-process
 // and returns the quickstart config pointing at it.
-func demoConfig(log interface {
-	Info(string, ...any)
-}) (*config.Config, func(), error) {
+func demoConfig(log *slog.Logger) (*config.Config, func(), error) {
 	dataDir, err := filepath.Abs("weir-data")
 	if err != nil {
 		return nil, nil, err
@@ -99,7 +98,7 @@ func demoConfig(log interface {
 			return nil, nil, fmt.Errorf("demo partner: %w", err)
 		}
 	}
-	srv := &http.Server{Handler: partner.New(partner.Config{Secrets: [][]byte{secret}}), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: partner.New(partner.Config{Secrets: [][]byte{secret}, Logger: log.With("component", "demo-partner")}), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	stop := func() { srv.Close() }
 	env := map[string]string{

@@ -1,0 +1,34 @@
+# Weir — common tasks. `make test` is what CI runs (.ci/run).
+GO      ?= go
+PKGS    ?= ./...
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/weirhq/weir/internal/cli.Version=$(VERSION)
+
+.PHONY: build run test test-race lint bench fuzz clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/weir ./cmd/weir
+
+run: ## the quickstart demo on the embedded defaults
+	$(GO) run ./cmd/weir serve
+
+test: ## vet, then every test with the race detector (needs PostgreSQL on 127.0.0.1:5432)
+	$(GO) vet $(PKGS)
+	$(GO) test -race -shuffle=on -count=1 -timeout 20m $(PKGS)
+
+test-race: test
+
+lint:
+	$(GO) vet $(PKGS)
+	gofmt -l . | tee /dev/stderr | (! read)
+
+bench: build ## the figures in docs/benchmarks.md
+	./bin/weir bench --self --ceiling -c 64 -d 10s
+	./bin/weir bench --self --mode batch --batch 500 -c 8 -d 10s
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/buffer/embedded ./internal/sink/... ./internal/ingest
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/message
+
+clean:
+	rm -rf bin weir-data
