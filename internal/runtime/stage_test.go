@@ -1,0 +1,264 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weirhq/weir/internal/buffer"
+	"github.com/weirhq/weir/internal/buffer/embedded"
+	"github.com/weirhq/weir/internal/fault"
+	"github.com/weirhq/weir/internal/runtime"
+)
+
+func openLog(t *testing.T, dir string) *embedded.Log {
+	t.Helper()
+	l, err := embedded.Open(embedded.Config{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), CleanupInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// fill appends n records over keys, each value "key:seq".
+func fill(t *testing.T, l buffer.Buffer, topic string, n, keys int) {
+	t.Helper()
+	ctx := context.Background()
+	if err := l.EnsureTopic(ctx, buffer.TopicConfig{Name: topic, Partitions: 2, Groups: []string{"g"}}); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []buffer.Message
+	for i := range n {
+		k := fmt.Sprintf("k%d", i%keys)
+		msgs = append(msgs, buffer.Message{Key: []byte(k), Value: []byte(fmt.Sprintf("%s:%d", k, i/keys))})
+	}
+	if err := l.Append(ctx, topic, msgs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type recorder struct {
+	mu    sync.Mutex
+	seen  map[string][]string // key → values in handling order
+	count int
+	done  chan struct{}
+	want  int
+}
+
+func newRecorder(want int) *recorder {
+	return &recorder{seen: map[string][]string{}, done: make(chan struct{}), want: want}
+}
+
+func (r *recorder) add(rec buffer.Record) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.seen[string(rec.Key)] = append(r.seen[string(rec.Key)], string(rec.Value))
+	r.count++
+	if r.count == r.want {
+		close(r.done)
+	}
+}
+
+func run(t *testing.T, l buffer.Buffer, cfg runtime.Config, h runtime.Handler) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- runtime.Run(ctx, l, cfg, h) }()
+	return func() error { cancel(); return <-errc }
+}
+
+func wait(t *testing.T, ch <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(30 * time.Second):
+		t.Fatal("timed out")
+	}
+}
+
+// Records of one key are handled in order, even with many workers, random handler latency
+// and transient failures on the way.
+func TestPerKeyOrderWithRetries(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	defer l.Close()
+	const n, keys = 2000, 37
+	fill(t, l, "in", n, keys)
+	rec := newRecorder(n)
+	var mu sync.Mutex
+	failed := map[string]bool{}
+	h := func(ctx context.Context, recs []buffer.Record) []error {
+		seenKeys := map[string]bool{}
+		errs := make([]error, len(recs))
+		for i, r := range recs {
+			if seenKeys[string(r.Key)] {
+				t.Errorf("batch holds key %s twice", r.Key)
+			}
+			seenKeys[string(r.Key)] = true
+			mu.Lock()
+			first := !failed[string(r.Value)]
+			failed[string(r.Value)] = true
+			mu.Unlock()
+			if first && rand.IntN(10) == 0 {
+				errs[i] = errors.New("transient")
+				continue
+			}
+			rec.add(r)
+		}
+		time.Sleep(time.Duration(rand.IntN(300)) * time.Microsecond)
+		return errs
+	}
+	stop := run(t, l, runtime.Config{Name: "t", Topic: "in", Group: "g", Workers: 8, BatchSize: 16, Window: 256,
+		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}, h)
+	wait(t, rec.done)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for k, vals := range rec.seen {
+		for i, v := range vals {
+			if want := fmt.Sprintf("%s:%d", k, i); v != want {
+				t.Fatalf("key %s: position %d holds %s, want %s", k, i, v, want)
+			}
+		}
+	}
+}
+
+// A record that keeps failing blocks only its own key; others flow, and the commit point stays
+// before it, so a new consumer gets it again.
+func TestStuckRecordBlocksOnlyItsKey(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir)
+	fill(t, l, "in", 300, 10)
+	rec := newRecorder(300 - 30)
+	h := func(ctx context.Context, recs []buffer.Record) []error {
+		errs := make([]error, len(recs))
+		for i, r := range recs {
+			if string(r.Key) == "k3" {
+				errs[i] = errors.New("partner down")
+				continue
+			}
+			rec.add(r)
+		}
+		return errs
+	}
+	stop := run(t, l, runtime.Config{Name: "t", Topic: "in", Group: "g", Workers: 2, BatchSize: 8,
+		MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond, CommitEvery: time.Millisecond}, h)
+	wait(t, rec.done)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Every k3 record is redelivered to the next consumer of the group; nothing was skipped.
+	again := newRecorder(30)
+	stop = run(t, l, runtime.Config{Name: "t2", Topic: "in", Group: "g", Workers: 2}, func(ctx context.Context, recs []buffer.Record) []error {
+		for _, r := range recs {
+			if string(r.Key) == "k3" {
+				again.add(r)
+			}
+		}
+		return nil
+	})
+	wait(t, again.done)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range again.seen["k3"] {
+		if v != fmt.Sprintf("k3:%d", i) {
+			t.Fatalf("redelivered k3 out of order: %v", again.seen["k3"])
+		}
+	}
+	l.Close()
+}
+
+// Permanent failures and panics finish the record (reported once) instead of retrying forever.
+func TestPermanentAndPanic(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	defer l.Close()
+	fill(t, l, "in", 50, 50)
+	var mu sync.Mutex
+	perm := map[string]error{}
+	all := make(chan struct{})
+	h := func(ctx context.Context, recs []buffer.Record) []error {
+		for _, r := range recs {
+			if string(r.Value) == "k7:0" {
+				panic("boom")
+			}
+		}
+		errs := make([]error, len(recs))
+		for i, r := range recs {
+			if string(r.Value) == "k9:0" {
+				errs[i] = fault.Permanent(errors.New("bad data"))
+			}
+		}
+		return errs
+	}
+	var done int
+	cfg := runtime.Config{Name: "t", Topic: "in", Group: "g", Workers: 2, BatchSize: 1,
+		OnPermanent: func(r buffer.Record, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			if _, dup := perm[string(r.Value)]; dup {
+				t.Errorf("%s reported twice", r.Value)
+			}
+			perm[string(r.Value)] = err
+			done++
+			if done == 2 {
+				close(all)
+			}
+		}}
+	stop := run(t, l, cfg, h)
+	wait(t, all)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if !fault.IsPermanent(perm["k7:0"]) || !fault.IsPermanent(perm["k9:0"]) {
+		t.Fatalf("permanent errors: %v", perm)
+	}
+}
+
+// The committed offset only covers the contiguous prefix of finished records: a slow early
+// record holds the commit back even when later ones are done.
+func TestCommitsOnlyContiguousPrefix(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir)
+	ctx := context.Background()
+	if err := l.EnsureTopic(ctx, buffer.TopicConfig{Name: "in", Partitions: 1, Groups: []string{"g"}}); err != nil {
+		t.Fatal(err)
+	}
+	var msgs []buffer.Message
+	for i := range 20 {
+		msgs = append(msgs, buffer.Message{Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprint(i))})
+	}
+	l.Append(ctx, "in", msgs)
+	release := make(chan struct{})
+	others := newRecorder(19)
+	stop := run(t, l, runtime.Config{Name: "t", Topic: "in", Group: "g", Workers: 4, BatchSize: 1, CommitEvery: time.Millisecond},
+		func(ctx context.Context, recs []buffer.Record) []error {
+			if string(recs[0].Value) == "0" {
+				<-release
+				return []error{errors.New("never finished before shutdown")}
+			}
+			others.add(recs[0])
+			return nil
+		})
+	wait(t, others.done)
+	close(release)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Record 0 never succeeded, so all 20 come back.
+	again := newRecorder(20)
+	stop = run(t, l, runtime.Config{Name: "t2", Topic: "in", Group: "g"}, func(ctx context.Context, recs []buffer.Record) []error {
+		for _, r := range recs {
+			again.add(r)
+		}
+		return nil
+	})
+	wait(t, again.done)
+	stop()
+	l.Close()
+}
