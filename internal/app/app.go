@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -184,7 +185,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if a.buf, err = embedded.Open(embedded.Config{Dir: filepath.Join(dataDir, "log"), Logger: a.log}); err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
 	}
-	a.store = state.New(a.buf.DB())
+	a.store = state.New(a.buf)
 
 	rt := cfg.Runtime
 	topics := []buffer.TopicConfig{
@@ -428,6 +429,9 @@ func (a *App) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", a.metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	var h http.Handler = mux
 	if a.cfg.Admin.TokenHash != "" {
 		h = requireToken(a.cfg.Admin.TokenHash, mux)

@@ -346,7 +346,7 @@ func TestEndToEndPostgres(t *testing.T) {
 	eventually(t, "rows in PostgreSQL", func() bool { return countRows(t, pg, table) == n })
 	eventually(t, "deliveries", func() bool { return h.partner.Unique() == n })
 	var total float64
-	if err := pg.QueryRow(`select total from `+table+` where client='acme' and id='p-3'`).Scan(&total); err != nil || total != 2.5 {
+	if err := pg.QueryRow(`select total from ` + table + ` where client='acme' and id='p-3'`).Scan(&total); err != nil || total != 2.5 {
 		t.Fatalf("total = %v, %v", total, err)
 	}
 }

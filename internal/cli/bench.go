@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/weirhq/weir/internal/app"
@@ -44,6 +45,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	self := fs.Bool("self", false, "run against an in-process weir on the quickstart config")
 	selfConfig := fs.String("self-config", "", "with --self: this config instead of the quickstart")
 	jsonOut := fs.String("json", "", "write the report(s) as JSON to this file")
+	cpuProfile := fs.String("cpuprofile", "", "with --self: write a CPU profile of the weir run (generator included) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -85,6 +87,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg.URL = "http://" + a.IngestAddr()
 	}
 	fmt.Fprintf(stdout, "== weir %s (%s)\n", cfg.URL, cfg.Mode)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	rep, err := bench.Run(ctx, cfg)
 	if err != nil {
 		if stopSelf != nil {

@@ -22,24 +22,6 @@ type Violation struct {
 	Message string `json:"message"`
 }
 
-// Decode parses one JSON document, keeping numbers exact (json.Number). It refuses trailing
-// data; encoding/json bounds nesting depth, so nesting bombs fail fast.
-func Decode(b []byte) (any, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("invalid JSON: %w", err)
-	}
-	if dec.More() {
-		return nil, errors.New("invalid JSON: data after the document")
-	}
-	if _, err := dec.Token(); err == nil {
-		return nil, errors.New("invalid JSON: data after the document")
-	}
-	return v, nil
-}
-
 // Schema is a compiled JSON Schema, safe for concurrent use.
 type Schema struct{ s *jsonschema.Schema }
 

@@ -23,13 +23,22 @@ const (
 	prefixStatus = "s/"
 )
 
-// Store is the embedded state store. It is safe for concurrent use.
-type Store struct {
-	db *pebble.DB
+// DB is the shared Pebble database: the embedded log (*embedded.Log) provides it, and commits
+// through Apply so that a failed write stops the log instead of the process.
+type DB interface {
+	DB() *pebble.DB
+	Apply(b *pebble.Batch, sync bool) error
 }
 
-// New returns a store on db, which the caller keeps open for the store's lifetime.
-func New(db *pebble.DB) *Store { return &Store{db: db} }
+// Store is the embedded state store. It is safe for concurrent use.
+type Store struct {
+	owner DB
+	db    *pebble.DB
+}
+
+// New returns a store on the log's database, which the caller keeps open for the store's
+// lifetime.
+func New(owner DB) *Store { return &Store{owner: owner, db: owner.DB()} }
 
 // Receipt is what dedup remembers about an accepted message id.
 type Receipt struct {
@@ -84,7 +93,7 @@ func (s *Store) Accepted(msgs []Accept) error {
 			return err
 		}
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := s.owner.Apply(b, false); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
 	return nil
@@ -158,7 +167,7 @@ func (s *Store) Record(events ...Event) error {
 			return err
 		}
 	}
-	if err := b.Commit(pebble.NoSync); err != nil {
+	if err := s.owner.Apply(b, false); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
 	return nil
