@@ -23,7 +23,10 @@ type Violation struct {
 }
 
 // Schema is a compiled JSON Schema, safe for concurrent use.
-type Schema struct{ s *jsonschema.Schema }
+type Schema struct {
+	s    *jsonschema.Schema
+	fast *node // nil when the schema needs a keyword the fast predicate lacks
+}
 
 // CompileSchema compiles a JSON Schema document; name identifies it in errors. References to
 // other resources are refused: a schema is self-contained.
@@ -43,7 +46,7 @@ func CompileSchema(name string, doc []byte) (*Schema, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schema %s: %w", name, err)
 	}
-	return &Schema{s: s}, nil
+	return &Schema{s: s, fast: compileFast(s)}, nil
 }
 
 type noLoader struct{}
@@ -56,6 +59,9 @@ var printer = message.NewPrinter(language.English)
 
 // Validate checks a decoded document and returns every violation (nil when valid).
 func (s *Schema) Validate(v any) []Violation {
+	if s.fast != nil && s.fast.valid(v, 0) {
+		return nil
+	}
 	err := s.s.Validate(v)
 	if err == nil {
 		return nil
