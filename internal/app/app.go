@@ -43,6 +43,9 @@ type Options struct {
 	IngestAddr, AdminAddr string
 	// AllowPrivate lets every endpoint reach loopback and private addresses (tests, the demo).
 	AllowPrivate bool
+	// HoldStages keeps the stages from consuming until StartStages is called, so that a
+	// benchmark can measure ingest alone and then the drain of the backlog.
+	HoldStages bool
 }
 
 // App is a running Weir.
@@ -63,7 +66,12 @@ type App struct {
 	adminSrv          *http.Server
 
 	finished map[string]*atomic.Int64 // records finished per stage (done or failed for good)
+	release  chan struct{}            // closed by StartStages
+	starting sync.Once
 }
+
+// StartStages lets the stages consume. Run calls it unless Options.HoldStages is set.
+func (a *App) StartStages() { a.starting.Do(func() { close(a.release) }) }
 
 type stageSpec struct {
 	cfg     runtime.Config
@@ -166,7 +174,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		return nil, err
 	}
 	a = &App{cfg: cfg, opts: opts, log: opts.Logger, metrics: obs.New(), dbs: map[string]*sqlsink.DB{},
-		finished: map[string]*atomic.Int64{}}
+		finished: map[string]*atomic.Int64{}, release: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			a.close()
@@ -366,10 +374,18 @@ func (a *App) Run(ctx context.Context) error {
 		stages.Add(1)
 		go func() {
 			defer stages.Done()
+			select {
+			case <-a.release:
+			case <-stageCtx.Done():
+				return
+			}
 			if err := runtime.Run(stageCtx, a.buf, s.cfg, s.handler); err != nil {
 				failed <- err
 			}
 		}()
+	}
+	if !a.opts.HoldStages {
+		a.StartStages()
 	}
 	serve := func(srv *http.Server, ln net.Listener) {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

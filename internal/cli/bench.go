@@ -44,6 +44,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	ceiling := fs.Bool("ceiling", false, "first measure a bare net/http 202 handler with the same load")
 	self := fs.Bool("self", false, "run against an in-process weir on the quickstart config")
 	selfConfig := fs.String("self-config", "", "with --self: this config instead of the quickstart")
+	hold := fs.Bool("hold", false, "with --self: keep the pipeline stopped during the load (ingest alone, the log absorbs it), then measure the drain")
 	jsonOut := fs.String("json", "", "write the report(s) as JSON to this file")
 	cpuProfile := fs.String("cpuprofile", "", "with --self: write a CPU profile of the weir run (generator included) to this file")
 	if err := fs.Parse(args); err != nil {
@@ -80,7 +81,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var stopSelf func() error
 	if *self {
 		var err error
-		a, stopSelf, err = startSelf(ctx, *selfConfig, stderr)
+		a, stopSelf, err = startSelf(ctx, *selfConfig, *hold, stderr)
 		if err != nil {
 			return err
 		}
@@ -111,7 +112,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintln(stdout, bench.Compare(rep, c))
 	}
 	if a != nil {
-		e2e := waitDrained(ctx, a, rep, stdout)
+		from := rep.Started
+		if *hold {
+			from = time.Now()
+			a.StartStages()
+		}
+		e2e := waitDrained(ctx, a, from, stdout)
 		out["end_to_end"] = e2e
 		if err := stopSelf(); err != nil {
 			return err
@@ -128,7 +134,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // startSelf runs weir in-process on a fresh data dir with the quickstart config (or another),
 // its demo partner included.
-func startSelf(ctx context.Context, path string, stderr io.Writer) (*app.App, func() error, error) {
+func startSelf(ctx context.Context, path string, hold bool, stderr io.Writer) (*app.App, func() error, error) {
 	dir, err := os.MkdirTemp("", "weir-bench-*")
 	if err != nil {
 		return nil, nil, err
@@ -150,7 +156,7 @@ func startSelf(ctx context.Context, path string, stderr io.Writer) (*app.App, fu
 	if err != nil {
 		return nil, nil, err
 	}
-	a, err := app.New(ctx, cfg, app.Options{Logger: log, IngestAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, IngestAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", HoldStages: hold})
 	if err != nil {
 		stopPartner()
 		return nil, nil, err
@@ -172,16 +178,22 @@ type EndToEnd struct {
 	Accepted  int64         `json:"accepted"`
 	Persisted int64         `json:"persisted"`
 	Delivered int64         `json:"delivered"`
-	Elapsed   time.Duration `json:"elapsed_ns"` // from the first request to the last effect
+	Elapsed   time.Duration `json:"elapsed_ns"` // from the first request (or the release of a held pipeline) to the last effect
 	PerSec    float64       `json:"msg_per_sec"`
 	Complete  bool          `json:"complete"`
 }
 
-func waitDrained(ctx context.Context, a *app.App, rep *bench.Report, stdout io.Writer) EndToEnd {
+func waitDrained(ctx context.Context, a *app.App, from time.Time, stdout io.Writer) EndToEnd {
 	accepted := a.Accepted()
 	e := EndToEnd{Accepted: accepted}
 	deadline := time.Now().Add(5 * time.Minute)
+	lastReport := time.Now()
 	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if time.Since(lastReport) >= time.Second {
+			lastReport = time.Now()
+			fmt.Fprintf(os.Stderr, "drain %5.1fs: processed %d persisted %d delivered %d of %d\n", time.Since(from).Seconds(),
+				a.Finished("process"), a.Finished("persist"), a.FinishedPrefix("deliver."), accepted)
+		}
 		e.Persisted, e.Delivered = a.Finished("persist"), a.FinishedPrefix("deliver.")
 		if e.Persisted >= accepted && e.Delivered >= accepted {
 			e.Complete = true
@@ -189,7 +201,7 @@ func waitDrained(ctx context.Context, a *app.App, rep *bench.Report, stdout io.W
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	e.Elapsed = time.Since(rep.Started)
+	e.Elapsed = time.Since(from)
 	e.PerSec = float64(min(e.Persisted, e.Delivered)) / e.Elapsed.Seconds()
 	fmt.Fprintf(stdout, "end to end: %d accepted, %d in SQL, %d delivered in %s: %.0f msg/s (complete: %v)\n",
 		e.Accepted, e.Persisted, e.Delivered, e.Elapsed.Round(time.Millisecond), e.PerSec, e.Complete)
