@@ -18,7 +18,9 @@ type SyntaxError struct {
 	Msg    string
 }
 
-func (e *SyntaxError) Error() string { return fmt.Sprintf("invalid JSON at byte %d: %s", e.Offset, e.Msg) }
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("invalid JSON at byte %d: %s", e.Offset, e.Msg)
+}
 
 // Decode parses one JSON document in a single pass into the types encoding/json produces
 // with UseNumber: map[string]any, []any, string, json.Number, bool and nil. Invalid UTF-8 in

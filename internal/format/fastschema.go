@@ -437,4 +437,3 @@ func equalJSON(a, b any) bool {
 		return a == b
 	}
 }
-
