@@ -1,0 +1,765 @@
+// Package crash holds Weir's crash test (RELIABILITY.md R1): it runs the real weir binary as a
+// child process under a steady load, SIGKILLs it at random moments, restarts it on the same data
+// dir and checks that every message that got a 2xx is in SQLite exactly once and reached the
+// partner, with duplicates at the partner only under the same webhook-id.
+//
+// Every request the load generator sends ends as ok (2xx), fail (definite 4xx) or unknown
+// (timeout, reset, connection refused, 5xx). The checker then counts lost (ok but missing from
+// SQLite or never delivered: must be 0), unexpected (an effect for an id never sent, or for a
+// definite failure: 0) and duplicated rows (0). Unknown ids may or may not have landed.
+package crash
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/weirhq/weir/internal/deliver"
+	"github.com/weirhq/weir/internal/partner"
+)
+
+var (
+	seedFlag  = flag.Uint64("crash.seed", 20260101, "seed of the load generator and the kill schedule")
+	killsFlag = flag.Int("crash.kills", 5, "SIGKILLs per run (at least 3)")
+)
+
+const (
+	secret          = "whsec_Y3Jhc2gtdGVzdC1zaWduaW5nLXNlY3JldC0xMjM0NTY3OA=="
+	client, token   = "acme", "acme-token"
+	shutdownTimeout = 2 * time.Second
+	workers         = 8
+	// pace is the mean pause between two requests of one worker: 8 workers at ~20 requests/s,
+	// a fifth of them NDJSON batches of 2–8 lines, make roughly 250 messages/s.
+	pace = 50 * time.Millisecond
+
+	readyDeadline  = 30 * time.Second // fail when a start takes longer
+	readyGoal      = 10 * time.Second // R1: ready again within 10 s (reported, not asserted)
+	settleDeadline = 60 * time.Second // every ok id persisted and delivered after the last restart
+	// exitBound is how long weir may take to exit after SIGTERM: ingest drain and stage drain
+	// (each bounded by shutdown_timeout), the admin listener (1 s), plus slack for closing the
+	// stores on a loaded machine.
+	exitBound = 2*shutdownTimeout + time.Second + 10*time.Second
+)
+
+// weirBin is the binary TestMain builds.
+var weirBin string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "weir-crash-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	weirBin = filepath.Join(dir, "weir")
+	build := exec.Command("go", "build", "-o", weirBin, "./cmd/weir")
+	build.Dir = filepath.Join("..", "..")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building weir: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// outcome is how a request ended, as its sender saw it.
+type outcome int
+
+const (
+	ok      outcome = iota // 2xx: weir acknowledged the message
+	fail                   // a definite 4xx: weir refused it
+	unknown                // timeout, reset, refused connection, 5xx: it may or may not be in
+)
+
+type result struct {
+	id     string
+	out    outcome
+	detail string // why, for fail and unknown
+}
+
+func TestKillNineUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test: runs the weir binary for tens of seconds")
+	}
+	kills := max(*killsFlag, 3)
+	seed := *seedFlag
+	t.Logf("seed %d, %d kills", seed, kills)
+
+	dir := t.TempDir()
+	sec, err := deliver.ParseSecret(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rcv := partner.New(partner.Config{Secrets: [][]byte{sec}})
+	ps := httptest.NewServer(rcv)
+	t.Cleanup(ps.Close)
+	cfgPath := writeConfig(t, dir, ps.URL+"/webhook")
+
+	w := newWeir(t, dir, cfgPath)
+	w.start()
+	ready := []time.Duration{w.waitReady()}
+
+	rng := rand.New(rand.NewPCG(seed, 0))
+	load := startLoad(w, seed)
+
+	for i := range kills {
+		time.Sleep(time.Duration(300+rng.IntN(1201)) * time.Millisecond)
+		w.kill()
+		w.start()
+		d := w.waitReady()
+		ready = append(ready, d)
+		t.Logf("kill %d: ready again after %v (%d requests answered so far)", i+1, d.Round(time.Millisecond), load.sent.Load())
+		if d > readyGoal {
+			t.Logf("kill %d: ready after %v, R1 wants 10 s", i+1, d.Round(time.Millisecond))
+		}
+	}
+	// Let the last incarnation take load of its own before the load stops.
+	time.Sleep(time.Duration(500+rng.IntN(1001)) * time.Millisecond)
+	results := load.stop()
+
+	sent := map[string]outcome{}
+	var okIDs, failIDs []string
+	counts := map[outcome]int{}
+	var samples []string
+	for _, r := range results {
+		if _, dup := sent[r.id]; dup {
+			t.Fatalf("load generator sent id %s twice", r.id)
+		}
+		sent[r.id] = r.out
+		counts[r.out]++
+		switch r.out {
+		case ok:
+			okIDs = append(okIDs, r.id)
+		case fail:
+			failIDs = append(failIDs, r.id)
+			if len(samples) < 5 {
+				samples = append(samples, r.id+": "+r.detail)
+			}
+		}
+	}
+	if len(okIDs) == 0 {
+		t.Fatal("no request got a 2xx")
+	}
+	// Every message is valid and its id fresh, so weir has no reason to refuse any.
+	if len(failIDs) > 0 {
+		t.Errorf("%d valid messages refused with a 4xx, e.g. %v", len(failIDs), samples)
+	}
+
+	// Wait until every acknowledged message is in SQLite and at the partner.
+	dbPath := filepath.Join(dir, "data", "orders.db")
+	var rows map[string]int
+	var lostSQL, lostPartner []string
+	deadline := time.Now().Add(settleDeadline)
+	for {
+		rows, _, err = readRows(dbPath)
+		if err == nil {
+			lostSQL = missing(okIDs, rows)
+			lostPartner = missing(okIDs, deliveredIDs(rcv))
+			if len(lostSQL) == 0 && len(lostPartner) == 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("after %v: %d ok ids not in SQLite, %d never delivered (read error: %v)",
+				settleDeadline, len(lostSQL), len(lostPartner), err)
+			w.explain(slices.Compact(slices.Sorted(slices.Values(append(first(lostSQL, 3), first(lostPartner, 3)...)))))
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// A graceful stop must exit 0 within its bound.
+	w.terminate()
+
+	// Check once more on the quiet data.
+	rows, foreign, err := readRows(dbPath)
+	if err != nil {
+		t.Fatalf("reading SQLite: %v", err)
+	}
+	var total int
+	if err := withDB(dbPath, func(db *sql.DB) error {
+		return db.QueryRow("select count(*) from orders").Scan(&total)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// A duplicate at the partner is the same delivery again: same webhook-id, same message,
+	// same body.
+	deliveries := rcv.Deliveries()
+	delivered := map[string]int{}
+	bodies := map[string][]byte{}
+	var mismatched []string
+	for _, d := range deliveries {
+		delivered[d.ID]++
+		var body struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(d.Body, &body); err != nil || body.ID != d.ID {
+			mismatched = append(mismatched, fmt.Sprintf("webhook-id %s carries message %q (%v)", d.ID, body.ID, err))
+		}
+		if prev, seen := bodies[d.ID]; seen && !bytes.Equal(prev, d.Body) {
+			mismatched = append(mismatched, fmt.Sprintf("webhook-id %s redelivered with another body", d.ID))
+		}
+		bodies[d.ID] = d.Body
+	}
+
+	lostSQL, lostPartner = missing(okIDs, rows), missing(okIDs, delivered)
+	unexpectedSQL := foreign
+	var unexpectedPartner, failedWithEffect []string
+	landedUnknown := 0
+	for id := range rows {
+		switch out, wasSent := sent[id]; {
+		case !wasSent:
+			unexpectedSQL = append(unexpectedSQL, id)
+		case out == fail:
+			failedWithEffect = append(failedWithEffect, "row "+id)
+		case out == unknown:
+			landedUnknown++
+		}
+	}
+	for id := range delivered {
+		switch out, wasSent := sent[id]; {
+		case !wasSent:
+			unexpectedPartner = append(unexpectedPartner, id)
+		case out == fail:
+			failedWithEffect = append(failedWithEffect, "delivery "+id)
+		}
+	}
+	duplicatedRows := 0
+	for _, n := range rows {
+		duplicatedRows += n - 1
+	}
+	partnerDups := len(deliveries) - len(delivered)
+
+	t.Logf("sent %d: ok %d, unknown %d (%d landed), fail %d; kills %d; time to ready max %v; rows %d; partner deliveries %d, duplicates %d (same webhook-id)",
+		len(results), counts[ok], counts[unknown], landedUnknown, counts[fail], kills, slices.Max(ready).Round(time.Millisecond),
+		total, len(deliveries), partnerDups)
+
+	if len(lostSQL) > 0 {
+		t.Errorf("lost: %d acknowledged ids not in SQLite, e.g. %v", len(lostSQL), first(lostSQL, 10))
+	}
+	if len(lostPartner) > 0 {
+		t.Errorf("lost: %d acknowledged ids never delivered, e.g. %v", len(lostPartner), first(lostPartner, 10))
+	}
+	if len(unexpectedSQL) > 0 || len(unexpectedPartner) > 0 {
+		t.Errorf("unexpected: rows %v, deliveries %v for ids never sent", first(unexpectedSQL, 10), first(unexpectedPartner, 10))
+	}
+	if len(failedWithEffect) > 0 {
+		t.Errorf("effects of refused messages: %v", first(failedWithEffect, 10))
+	}
+	if duplicatedRows > 0 || total != len(rows)+len(foreign) {
+		t.Errorf("duplicated rows: %d rows for %d distinct (client, id)", total, len(rows)+len(foreign))
+	}
+	if len(mismatched) > 0 {
+		t.Errorf("deliveries that are not the message of their webhook-id: %d, e.g. %v", len(mismatched), first(mismatched, 10))
+	}
+}
+
+// writeConfig writes weir.yaml with the quickstart's order type into dir and returns its path.
+func writeConfig(t *testing.T, dir, partnerURL string) string {
+	t.Helper()
+	for _, name := range []string{"order.schema.json", "transform.jq"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "examples", "quickstart", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum := sha256.Sum256([]byte(token))
+	yaml := fmt.Sprintf(`
+data_dir: data
+runtime: {partitions: 4, shutdown_timeout: %s}
+clients:
+  - id: %s
+    token_hash: sha256:%s
+    types: [order]
+types:
+  - name: order
+    schema: order.schema.json
+    key: /customer/id
+    id: /id
+    pipeline:
+      process: [{jq_file: transform.jq}]
+      sink:
+        dsn: sqlite:orders.db
+        table: orders
+        columns: [{name: total, pointer: /total, type: numeric}]
+      deliver: [partner]
+endpoints:
+  - name: partner
+    url: %s
+    secret: ${WEIR_CRASH_SECRET}
+    timeout: 5s
+    allow_private: true
+`, shutdownTimeout, client, hex.EncodeToString(sum[:]), partnerURL)
+	path := filepath.Join(dir, "weir.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// weir runs the binary as a child process, one incarnation at a time, on one data dir.
+type weir struct {
+	t       *testing.T
+	cfgPath string
+	logPath string
+	log     *os.File // every incarnation's stdout and stderr, appended
+
+	url   atomic.Pointer[string] // ingest base URL; changes only when a port is taken
+	admin string
+
+	runs    int
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when cmd has been waited for
+	exitErr error         // cmd.Wait's result, set before exited closes
+	logFrom int64         // log offset where the current incarnation starts
+	started time.Time
+}
+
+func newWeir(t *testing.T, dir, cfgPath string) *weir {
+	w := &weir{t: t, cfgPath: cfgPath, logPath: filepath.Join(dir, "weir.log")}
+	f, err := os.OpenFile(w.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.log = f
+	w.pickPorts()
+	// Registered after t.TempDir, so these run before it is removed: stop the child, then show
+	// its log when the test failed.
+	t.Cleanup(func() {
+		if b, err := os.ReadFile(w.logPath); err == nil && t.Failed() {
+			const keep = 256 << 10
+			if len(b) > keep {
+				b = append([]byte("…\n"), b[len(b)-keep:]...)
+			}
+			t.Logf("weir's log:\n%s", b)
+		}
+		w.log.Close()
+	})
+	t.Cleanup(func() {
+		if w.cmd != nil && !w.hasExited() {
+			w.cmd.Process.Kill()
+			<-w.exited
+		}
+	})
+	return w
+}
+
+func (w *weir) pickPorts() {
+	u := "http://" + freeAddr(w.t)
+	w.url.Store(&u)
+	w.admin = freeAddr(w.t)
+}
+
+// freeAddr returns a 127.0.0.1 address with a port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func (w *weir) baseURL() string { return *w.url.Load() }
+
+// start launches a new incarnation without waiting for it to be ready.
+func (w *weir) start() {
+	w.t.Helper()
+	w.runs++
+	off, _ := w.log.Seek(0, io.SeekEnd)
+	w.logFrom = off
+	fmt.Fprintf(w.log, "===== run %d at %s =====\n", w.runs, time.Now().Format(time.TimeOnly+".000"))
+	cmd := exec.Command(weirBin, "serve", "--config", w.cfgPath,
+		"--ingest-addr", strings.TrimPrefix(w.baseURL(), "http://"), "--admin-addr", w.admin)
+	cmd.Env = append(os.Environ(), "WEIR_CRASH_SECRET="+secret)
+	cmd.Stdout, cmd.Stderr = w.log, w.log
+	w.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		w.t.Fatalf("starting weir: %v", err)
+	}
+	w.cmd = cmd
+	exited := make(chan struct{})
+	w.exited = exited
+	go func() {
+		w.exitErr = cmd.Wait()
+		close(exited)
+	}()
+}
+
+func (w *weir) hasExited() bool {
+	select {
+	case <-w.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// waitReady polls /readyz until it answers 200 and returns the time since start. When the
+// child exits first because a port was taken in the meantime, it retries on new ports.
+func (w *weir) waitReady() time.Duration {
+	w.t.Helper()
+	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	for bindRetries := 0; ; {
+		deadline := w.started.Add(readyDeadline)
+		for {
+			if w.hasExited() {
+				break
+			}
+			if resp, err := hc.Get(w.baseURL() + "/readyz"); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return time.Since(w.started)
+				}
+			}
+			if time.Now().After(deadline) {
+				w.t.Fatalf("run %d: not ready within %v", w.runs, readyDeadline)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		logs := w.currentLog()
+		if bindRetries < 5 && strings.Contains(logs, "address already in use") {
+			bindRetries++
+			w.t.Logf("run %d: a port was taken (%v); retrying on new ports", w.runs, w.exitErr)
+			w.pickPorts()
+			w.start()
+			continue
+		}
+		w.t.Fatalf("run %d: weir exited before it was ready: %v", w.runs, w.exitErr)
+	}
+}
+
+// currentLog returns what the current incarnation has logged so far.
+func (w *weir) currentLog() string {
+	f, err := os.Open(w.logPath)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(w.logFrom, io.SeekStart); err != nil {
+		return ""
+	}
+	b, _ := io.ReadAll(f)
+	return string(b)
+}
+
+// kill SIGKILLs the current incarnation and waits for it to be gone.
+func (w *weir) kill() {
+	w.t.Helper()
+	if w.hasExited() {
+		w.t.Fatalf("run %d: weir died on its own: %v", w.runs, w.exitErr)
+	}
+	if err := w.cmd.Process.Kill(); err != nil {
+		w.t.Fatalf("kill: %v", err)
+	}
+	<-w.exited
+}
+
+// terminate sends SIGTERM and checks that weir exits 0 within exitBound.
+func (w *weir) terminate() {
+	w.t.Helper()
+	if w.hasExited() {
+		w.t.Errorf("run %d: weir died on its own: %v", w.runs, w.exitErr)
+		return
+	}
+	start := time.Now()
+	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		w.t.Fatalf("SIGTERM: %v", err)
+	}
+	timer := time.NewTimer(exitBound)
+	defer timer.Stop()
+	select {
+	case <-w.exited:
+		if w.exitErr != nil {
+			w.t.Errorf("after SIGTERM weir exited with %v", w.exitErr)
+		} else {
+			w.t.Logf("SIGTERM: exited 0 after %v", time.Since(start).Round(time.Millisecond))
+		}
+	case <-timer.C:
+		w.t.Errorf("weir still running %v after SIGTERM", exitBound)
+		w.cmd.Process.Kill()
+		<-w.exited
+	}
+}
+
+// explain logs weir's status trail of a few ids, to tell where they got stuck.
+func (w *weir) explain(ids []string) {
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	for _, id := range ids {
+		req, _ := http.NewRequest(http.MethodGet, w.baseURL()+"/v1/messages/"+id, nil)
+		req.SetBasicAuth(client, token)
+		resp, err := hc.Do(req)
+		if err != nil {
+			w.t.Logf("status of %s: %v", id, err)
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		w.t.Logf("status of %s: %d %s", id, resp.StatusCode, bytes.TrimSpace(b))
+	}
+}
+
+// load is the load generator: workers posting fresh ids at a steady pace until stopped.
+type load struct {
+	w       *weir
+	client  *http.Client
+	quit    chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
+	results [workers][]result
+	sent    atomic.Int64 // requests answered or failed so far
+}
+
+func startLoad(w *weir, seed uint64) *load {
+	l := &load{w: w, quit: make(chan struct{}), client: &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: workers, IdleConnTimeout: 30 * time.Second},
+	}}
+	for i := range workers {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			l.results[i] = l.worker(i, rand.New(rand.NewPCG(seed, uint64(i)+1)))
+		}()
+	}
+	w.t.Cleanup(func() { l.stop() }) // when the test ends early
+	return l
+}
+
+// stop ends the load after the requests in flight and returns every outcome.
+func (l *load) stop() []result {
+	l.once.Do(func() { close(l.quit) })
+	l.wg.Wait()
+	l.client.CloseIdleConnections()
+	var all []result
+	for _, r := range l.results {
+		all = append(all, r...)
+	}
+	return all
+}
+
+func (l *load) worker(n int, rng *rand.Rand) []result {
+	var res []result
+	seq := 0
+	nextID := func() string {
+		seq++
+		return fmt.Sprintf("w%d-%06d", n, seq)
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-l.quit:
+			return res
+		case <-timer.C:
+		}
+		if rng.IntN(5) == 0 {
+			ids := make([]string, 2+rng.IntN(7))
+			lines := make([][]byte, len(ids))
+			for i := range ids {
+				ids[i] = nextID()
+				lines[i] = order(rng, ids[i])
+			}
+			res = append(res, l.postBatch(ids, bytes.Join(lines, []byte("\n")))...)
+		} else {
+			id := nextID()
+			res = append(res, l.postOne(id, order(rng, id)))
+		}
+		l.sent.Add(1)
+		timer.Reset(pace/2 + time.Duration(rng.Int64N(int64(pace))))
+	}
+}
+
+func order(rng *rand.Rand, id string) []byte {
+	var items []string
+	for range 1 + rng.IntN(3) {
+		items = append(items, fmt.Sprintf(`{"sku":"SKU-%03d","qty":%d,"price":%d.%02d}`, rng.IntN(1000), 1+rng.IntN(5), rng.IntN(100), rng.IntN(100)))
+	}
+	return fmt.Appendf(nil, `{"id":%q,"customer":{"id":"c-%d","email":"Buyer%d@Example.com"},"currency":"eur","items":[%s],"shipping":{"country":"de"}}`,
+		id, rng.IntN(50), rng.IntN(1000), strings.Join(items, ","))
+}
+
+func (l *load) post(path, ctype string, body []byte) (*http.Response, []byte, error) {
+	req, err := http.NewRequest(http.MethodPost, l.w.baseURL()+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.SetBasicAuth(client, token)
+	req.Header.Set("Content-Type", ctype)
+	resp, err := l.client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp, b, err
+}
+
+// classify maps an HTTP status to an outcome.
+func classify(code int) outcome {
+	switch {
+	case code >= 200 && code < 300:
+		return ok
+	case code >= 400 && code < 500:
+		return fail
+	default: // 5xx (503 while starting or stopping), or anything odd
+		return unknown
+	}
+}
+
+func (l *load) postOne(id string, body []byte) result {
+	resp, b, err := l.post("/v1/messages/order", "application/json", body)
+	if resp == nil {
+		return result{id: id, out: unknown, detail: err.Error()}
+	}
+	// A 2xx is an acknowledgement even when the body was cut short.
+	r := result{id: id, out: classify(resp.StatusCode)}
+	if r.out != ok {
+		r.detail = fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(b))
+	}
+	return r
+}
+
+func (l *load) postBatch(ids []string, body []byte) []result {
+	all := func(out outcome, detail string) []result {
+		res := make([]result, len(ids))
+		for i, id := range ids {
+			res[i] = result{id: id, out: out, detail: detail}
+		}
+		return res
+	}
+	resp, b, err := l.post("/v1/messages/order/batch", "application/x-ndjson", body)
+	if resp == nil {
+		return all(unknown, err.Error())
+	}
+	detail := fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(b))
+	if resp.StatusCode == http.StatusAccepted { // every line accepted
+		return all(ok, "")
+	}
+	if err != nil {
+		return all(unknown, detail)
+	}
+	// 207 or 400 carry one result per line; other statuses speak for the whole batch.
+	var br struct {
+		Results []struct {
+			ID   string `json:"id"`
+			Code int    `json:"code"`
+		} `json:"results"`
+	}
+	if (resp.StatusCode != http.StatusMultiStatus && resp.StatusCode != http.StatusBadRequest) ||
+		json.Unmarshal(b, &br) != nil || len(br.Results) != len(ids) {
+		out := classify(resp.StatusCode)
+		if out == ok { // a 2xx we cannot read line by line
+			out = unknown
+		}
+		return all(out, detail)
+	}
+	res := make([]result, len(ids))
+	for i, id := range ids {
+		lr := br.Results[i]
+		res[i] = result{id: id, out: classify(lr.Code)}
+		if lr.ID != id {
+			res[i] = result{id: id, out: unknown, detail: fmt.Sprintf("line %d answered for id %q", i+1, lr.ID)}
+		} else if res[i].out != ok {
+			res[i].detail = fmt.Sprintf("line %d: %d in %s", i+1, lr.Code, detail)
+		}
+	}
+	return res
+}
+
+// withDB opens the SQLite sink's database from outside, as a second process would.
+func withDB(path string, f func(*sql.DB) error) error {
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return f(db)
+}
+
+// readRows returns the number of rows per id of our client, and the keys of rows that belong
+// to any other client.
+func readRows(path string) (rows map[string]int, foreign []string, err error) {
+	rows = map[string]int{}
+	err = withDB(path, func(db *sql.DB) error {
+		rs, err := db.QueryContext(context.Background(), "select client, id from orders")
+		if err != nil {
+			return err
+		}
+		defer rs.Close()
+		for rs.Next() {
+			var c, id string
+			if err := rs.Scan(&c, &id); err != nil {
+				return err
+			}
+			if c != client {
+				foreign = append(foreign, c+"/"+id)
+				continue
+			}
+			rows[id]++
+		}
+		return rs.Err()
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read orders: %w", err)
+	}
+	return rows, foreign, nil
+}
+
+// deliveredIDs returns the number of accepted deliveries per webhook-id.
+func deliveredIDs(rcv *partner.Receiver) map[string]int {
+	ids := map[string]int{}
+	for _, d := range rcv.Deliveries() {
+		ids[d.ID]++
+	}
+	return ids
+}
+
+// missing returns the ids absent from have.
+func missing(ids []string, have map[string]int) []string {
+	var out []string
+	for _, id := range ids {
+		if have[id] == 0 {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// first returns the n smallest of s, for messages.
+func first(s []string, n int) []string {
+	s = slices.Sorted(slices.Values(s))
+	return s[:min(n, len(s))]
+}
