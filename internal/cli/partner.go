@@ -38,7 +38,7 @@ func demoPartner(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	rcv := partner.New(partner.Config{Secrets: [][]byte{secret}, FailFirst: *failFirst, Logger: logger(stderr, "info")})
+	rcv := partner.New(partner.Config{Secrets: [][]byte{secret}, FailFirst: *failFirst, Keep: 1000, Logger: logger(stderr, "info")})
 	srv := &http.Server{Handler: rcv, ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(stdout, "demo partner: verifying Standard Webhooks signatures at http://%s/webhook\n", ln.Addr())
 	go func() {

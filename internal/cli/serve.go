@@ -98,7 +98,7 @@ func demoConfig(log *slog.Logger) (*config.Config, func(), error) {
 			return nil, nil, fmt.Errorf("demo partner: %w", err)
 		}
 	}
-	srv := &http.Server{Handler: partner.New(partner.Config{Secrets: [][]byte{secret}, Logger: log.With("component", "demo-partner")}), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: partner.New(partner.Config{Secrets: [][]byte{secret}, Keep: 1000, Logger: log.With("component", "demo-partner")}), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	stop := func() { srv.Close() }
 	env := map[string]string{

@@ -58,6 +58,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/weirhq/weir/internal/buffer"
@@ -292,6 +293,9 @@ func (l *Log) pebbleOptions() *pebble.Options {
 			},
 		},
 	}
+	// Bloom filters make a Get for a key that is not there (the common case of a dedup lookup
+	// in the state store sharing this database) skip most sstables. Later levels inherit L0's.
+	o.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	return o
 }
 
