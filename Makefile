@@ -12,15 +12,17 @@ build:
 run: ## the quickstart demo on the embedded defaults
 	$(GO) run ./cmd/weir serve
 
-test: ## vet, then every test with the race detector (needs PostgreSQL on 127.0.0.1:5432)
-	$(GO) vet $(PKGS)
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1
+
+test: lint ## lint, then every test with the race detector (needs PostgreSQL on 127.0.0.1:5432)
 	$(GO) test -race -shuffle=on -count=1 -timeout 20m $(PKGS)
 
 test-race: test
 
-lint:
+lint: ## gofmt, go vet, staticcheck
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) vet $(PKGS)
-	gofmt -l . | tee /dev/stderr | (! read)
+	$(STATICCHECK) $(PKGS)
 
 bench: build ## the figures in docs/benchmarks.md
 	./bin/weir bench --self --ceiling -c 64 -d 10s

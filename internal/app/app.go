@@ -276,7 +276,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 
 	if a.gateway, err = ingest.New(ingest.Config{
 		Topic: pipeline.TopicProcess, MaxBody: int64(cfg.Limits.MaxBody), MaxBatchLines: cfg.Limits.MaxBatchLines,
-		Clients: c.clients, Types: c.types, Logger: a.log,
+		Clients: c.clients, Types: c.types, Logger: a.log, Health: a.buf.Err,
 		OnAccepted: func(typ string, n int) { m.Accepted.WithLabelValues(typ).Add(float64(n)) },
 	}, a.buf, a.store); err != nil {
 		return nil, err
@@ -387,6 +387,11 @@ func (a *App) Run(ctx context.Context) error {
 	if !a.opts.HoldStages {
 		a.StartStages()
 	}
+	stages.Add(1)
+	go func() {
+		defer stages.Done()
+		a.expireReceipts(stageCtx)
+	}()
 	serve := func(srv *http.Server, ln net.Listener) {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			failed <- err
@@ -421,6 +426,25 @@ func (a *App) Run(ctx context.Context) error {
 	cancel()
 	a.log.Info("stopped")
 	return runErr
+}
+
+// expireReceipts forgets dedup receipts older than the retention, once a minute.
+func (a *App) expireReceipts(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := a.store.ExpireReceipts(time.Now().Add(-a.cfg.Limits.DedupRetention.D()))
+		if err != nil {
+			a.log.Warn("expiring dedup receipts", "err", err)
+		} else if n > 0 {
+			a.log.Debug("expired dedup receipts", "count", n)
+		}
+	}
 }
 
 // close releases storage; Run calls it last.

@@ -62,6 +62,8 @@ type Config struct {
 	Clients       []Client
 	Types         []Type
 	Logger        *slog.Logger
+	// Health reports why the log cannot take writes (nil when it can); /readyz uses it.
+	Health func() error
 	// OnAccepted is told how many messages of a type were just accepted (optional: metrics).
 	OnAccepted func(typ string, n int)
 }
@@ -132,6 +134,12 @@ func (g *Gateway) handleReady(w http.ResponseWriter, _ *http.Request) {
 	if !g.ready.Load() {
 		writeProblem(w, problem(http.StatusServiceUnavailable, "not-ready", "Not ready", "weir is starting or shutting down"))
 		return
+	}
+	if g.cfg.Health != nil {
+		if err := g.cfg.Health(); err != nil {
+			writeProblem(w, problem(http.StatusServiceUnavailable, "not-ready", "Not ready", "the log cannot accept writes"))
+			return
+		}
 	}
 	w.Write([]byte("ready\n"))
 }

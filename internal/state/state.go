@@ -21,6 +21,7 @@ import (
 const (
 	prefixDedup  = "d/"
 	prefixStatus = "s/"
+	prefixExpiry = "x/" // x/<accepted-at unix ns, BE u64><dedup key>: receipts in age order
 )
 
 // DB is the shared Pebble database: the embedded log (*embedded.Log) provides it, and commits
@@ -86,7 +87,11 @@ func (s *Store) Accepted(msgs []Accept) error {
 		v := make([]byte, sha256.Size+8)
 		copy(v, m.Receipt.BodyHash[:])
 		binary.BigEndian.PutUint64(v[sha256.Size:], uint64(m.Receipt.AcceptedAt.UnixNano()))
-		if err := b.Set(dedupKey(m.Client, m.Type, m.ID), v, nil); err != nil {
+		dk := dedupKey(m.Client, m.Type, m.ID)
+		if err := b.Set(dk, v, nil); err != nil {
+			return fmt.Errorf("state: %w", err)
+		}
+		if err := b.Set(expiryKey(m.Receipt.AcceptedAt, dk), nil, nil); err != nil {
 			return fmt.Errorf("state: %w", err)
 		}
 		if err := setEvent(b, Event{Client: m.Client, ID: m.ID, Type: m.Type, Stage: "ingest", Status: StatusAccepted, At: m.Receipt.AcceptedAt}); err != nil {
@@ -97,6 +102,52 @@ func (s *Store) Accepted(msgs []Accept) error {
 		return fmt.Errorf("state: %w", err)
 	}
 	return nil
+}
+
+func expiryKey(at time.Time, dk []byte) []byte {
+	k := make([]byte, 0, len(prefixExpiry)+8+len(dk))
+	k = append(k, prefixExpiry...)
+	k = binary.BigEndian.AppendUint64(k, uint64(at.UnixNano()))
+	return append(k, dk...)
+}
+
+// ExpireReceipts forgets the dedup receipts of messages accepted before cutoff, and their
+// status trails, so that what Weir remembers stays bounded by the retention. It returns how many
+// receipts it removed. A resend after its receipt expired is a new message.
+func (s *Store) ExpireReceipts(cutoff time.Time) (int, error) {
+	lower := []byte(prefixExpiry)
+	upper := binary.BigEndian.AppendUint64([]byte(prefixExpiry), uint64(cutoff.UnixNano()))
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return 0, fmt.Errorf("state: %w", err)
+	}
+	defer it.Close()
+	b := s.db.NewBatch()
+	defer b.Close()
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		dk := k[len(prefixExpiry)+8:]
+		b.Delete(dk, nil)
+		if client, rest, ok := bytes.Cut(dk[len(prefixDedup):], []byte{0}); ok {
+			if _, id, ok := bytes.Cut(rest, []byte{0}); ok {
+				p := statusPrefix(string(client), string(id))
+				b.DeleteRange(p, append(bytes.Clone(p[:len(p)-1]), 1), nil)
+			}
+		}
+		n++
+	}
+	if err := it.Error(); err != nil {
+		return 0, fmt.Errorf("state: %w", err)
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	b.DeleteRange(lower, upper, nil)
+	if err := s.owner.Apply(b, false); err != nil {
+		return 0, fmt.Errorf("state: %w", err)
+	}
+	return n, nil
 }
 
 // Accept is one accepted message for Store.Accepted.

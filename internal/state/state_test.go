@@ -1,0 +1,66 @@
+package state_test
+
+import (
+	"crypto/sha256"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/weirhq/weir/internal/buffer/embedded"
+	"github.com/weirhq/weir/internal/state"
+)
+
+func open(t *testing.T) *state.Store {
+	t.Helper()
+	l, err := embedded.Open(embedded.Config{Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return state.New(l)
+}
+
+func TestReceiptsTrailsAndExpiry(t *testing.T) {
+	s := open(t)
+	old := time.Now().Add(-8 * 24 * time.Hour)
+	now := time.Now()
+	h := sha256.Sum256([]byte("body"))
+	if err := s.Accepted([]state.Accept{
+		{Client: "a", Type: "order", ID: "old", Receipt: state.Receipt{BodyHash: h, AcceptedAt: old}},
+		{Client: "a", Type: "order", ID: "new", Receipt: state.Receipt{BodyHash: h, AcceptedAt: now}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	s.Record(state.Event{Client: "a", ID: "new", Stage: "persist", Status: state.StatusPersisted, At: now})
+	r, ok, err := s.Receipt("a", "order", "new")
+	if err != nil || !ok || r.BodyHash != h {
+		t.Fatalf("receipt: %v %v %v", r, ok, err)
+	}
+	if _, ok, _ := s.Receipt("b", "order", "new"); ok {
+		t.Fatal("another client's receipt found")
+	}
+	trail, _ := s.Trail("a", "new")
+	if len(trail) != 2 || trail[0].Status != state.StatusAccepted || trail[1].Status != state.StatusPersisted {
+		t.Fatalf("trail: %+v", trail)
+	}
+	if trail, _ := s.Trail("b", "new"); len(trail) != 0 {
+		t.Fatal("another client's trail visible")
+	}
+	n, err := s.ExpireReceipts(now.Add(-7 * 24 * time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("expired %d, %v", n, err)
+	}
+	if _, ok, _ := s.Receipt("a", "order", "old"); ok {
+		t.Fatal("old receipt kept")
+	}
+	if trail, _ := s.Trail("a", "old"); len(trail) != 0 {
+		t.Fatal("old trail kept")
+	}
+	if _, ok, _ := s.Receipt("a", "order", "new"); !ok {
+		t.Fatal("new receipt expired")
+	}
+	if n, _ := s.ExpireReceipts(now.Add(-7 * 24 * time.Hour)); n != 0 {
+		t.Fatalf("second expiry removed %d", n)
+	}
+}
