@@ -193,7 +193,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if a.buf, err = embedded.Open(embedded.Config{Dir: filepath.Join(dataDir, "log"), Logger: a.log}); err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
 	}
-	a.store = state.New(a.buf)
+	if a.store, err = state.New(a.buf); err != nil {
+		return nil, err
+	}
 
 	rt := cfg.Runtime
 	topics := []buffer.TopicConfig{

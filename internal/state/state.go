@@ -35,11 +35,26 @@ type DB interface {
 type Store struct {
 	owner DB
 	db    *pebble.DB
+	seen  *filter // every dedup key in the store is in it
 }
 
 // New returns a store on the log's database, which the caller keeps open for the store's
-// lifetime.
-func New(owner DB) *Store { return &Store{owner: owner, db: owner.DB()} }
+// lifetime. It reads every remembered dedup key once, to fill the in-memory filter.
+func New(owner DB) (*Store, error) {
+	s := &Store{owner: owner, db: owner.DB(), seen: newFilter()}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixDedup), UpperBound: []byte("d0")})
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		s.seen.add(it.Key())
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("state: loading dedup keys: %w", err)
+	}
+	return s, nil
+}
 
 // Receipt is what dedup remembers about an accepted message id.
 type Receipt struct {
@@ -59,7 +74,11 @@ func dedupKey(client, typ, id string) []byte {
 
 // Receipt returns the receipt of (client, type, id), if that id was accepted before.
 func (s *Store) Receipt(client, typ, id string) (Receipt, bool, error) {
-	v, closer, err := s.db.Get(dedupKey(client, typ, id))
+	dk := dedupKey(client, typ, id)
+	if !s.seen.mayContain(dk) {
+		return Receipt{}, false, nil
+	}
+	v, closer, err := s.db.Get(dk)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return Receipt{}, false, nil
 	}
@@ -88,6 +107,7 @@ func (s *Store) Accepted(msgs []Accept) error {
 		copy(v, m.Receipt.BodyHash[:])
 		binary.BigEndian.PutUint64(v[sha256.Size:], uint64(m.Receipt.AcceptedAt.UnixNano()))
 		dk := dedupKey(m.Client, m.Type, m.ID)
+		s.seen.add(dk)
 		if err := b.Set(dk, v, nil); err != nil {
 			return fmt.Errorf("state: %w", err)
 		}

@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -18,7 +19,11 @@ func open(t *testing.T) *state.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	return state.New(l)
+	s, err := state.New(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func TestReceiptsTrailsAndExpiry(t *testing.T) {
@@ -62,5 +67,42 @@ func TestReceiptsTrailsAndExpiry(t *testing.T) {
 	}
 	if n, _ := s.ExpireReceipts(now.Add(-7 * 24 * time.Hour)); n != 0 {
 		t.Fatalf("second expiry removed %d", n)
+	}
+}
+
+// Receipts are found after a restart: the in-memory filter is refilled from the store.
+func TestReceiptsSurviveReopen(t *testing.T) {
+	dir := t.TempDir()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l, err := embedded.Open(embedded.Config{Dir: dir, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := state.New(l)
+	h := sha256.Sum256([]byte("x"))
+	var accepts []state.Accept
+	for i := range 1000 {
+		accepts = append(accepts, state.Accept{Client: "a", Type: "t", ID: fmt.Sprint(i), Receipt: state.Receipt{BodyHash: h, AcceptedAt: time.Now()}})
+	}
+	if err := s.Accepted(accepts); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	l, err = embedded.Open(embedded.Config{Dir: dir, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	s, err = state.New(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		if _, ok, err := s.Receipt("a", "t", fmt.Sprint(i)); !ok || err != nil {
+			t.Fatalf("receipt %d lost after reopen (%v)", i, err)
+		}
+	}
+	if _, ok, _ := s.Receipt("a", "t", "1000"); ok {
+		t.Fatal("a receipt that was never written")
 	}
 }
