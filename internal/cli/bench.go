@@ -148,7 +148,7 @@ func startSelf(ctx context.Context, path string, hold bool, stderr io.Writer) (*
 		cfg, stopPartner, err = demoConfig(log)
 		os.Chdir(wd)
 	} else {
-		cfg, err = config.Load(path)
+		cfg, stopPartner, err = withDemoPartner(path, filepath.Join(dir, "data"), log)
 		if err == nil {
 			cfg.DataDir = filepath.Join(dir, "data")
 		}

@@ -88,6 +88,13 @@ func demoConfig(log *slog.Logger) (*config.Config, func(), error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("demo: %w", err)
 	}
+	return withDemoPartner(filepath.Join(cfgDir, "weir.yaml"), dataDir, log)
+}
+
+// withDemoPartner starts the demo partner in-process (on 127.0.0.1:9090 when free) and loads
+// the config at path with ${WEIR_DEMO_PARTNER_URL} pointing at it and ${WEIR_DATA_DIR} set to
+// dataDir.
+func withDemoPartner(path, dataDir string, log *slog.Logger) (*config.Config, func(), error) {
 	secret, err := deliver.ParseSecret(quickstart.DemoSecret)
 	if err != nil {
 		return nil, nil, err
@@ -98,19 +105,25 @@ func demoConfig(log *slog.Logger) (*config.Config, func(), error) {
 			return nil, nil, fmt.Errorf("demo partner: %w", err)
 		}
 	}
-	srv := &http.Server{Handler: partner.New(partner.Config{Secrets: [][]byte{secret}, Keep: 1000, Logger: log.With("component", "demo-partner")}), ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: partner.New(partner.Config{Secrets: [][]byte{secret}, Keep: 1000, Logger: log.With("component", "demo-partner")}),
+		ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	stop := func() { srv.Close() }
 	env := map[string]string{
 		"WEIR_DATA_DIR":         dataDir,
 		"WEIR_DEMO_PARTNER_URL": "http://" + ln.Addr().String() + "/webhook",
 	}
-	raw, err := os.ReadFile(filepath.Join(cfgDir, "weir.yaml"))
+	raw, err := os.ReadFile(path)
 	if err != nil {
 		stop()
 		return nil, nil, err
 	}
-	cfg, err := config.Parse(raw, cfgDir, func(k string) (string, bool) {
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	cfg, err := config.Parse(raw, dir, func(k string) (string, bool) {
 		if v, ok := env[k]; ok {
 			return v, true
 		}

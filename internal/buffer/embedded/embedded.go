@@ -59,6 +59,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/weirhq/weir/internal/buffer"
@@ -296,6 +297,17 @@ func (l *Log) pebbleOptions() *pebble.Options {
 	// Bloom filters make a Get for a key that is not there (the common case of a dedup lookup
 	// in the state store sharing this database) skip most sstables. Later levels inherit L0's.
 	o.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	// Records are consumed and deleted within seconds to minutes, so the upper levels (where
+	// they live and die) skip compression: flushes, compactions and consumer reads of a backlog
+	// then cost no Snappy CPU. Long-lived keys (dedup receipts, status trails) sink to the
+	// lower levels and are compressed there.
+	for i := range o.Levels {
+		if i < 4 {
+			o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+		} else {
+			o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.SnappyCompression }
+		}
+	}
 	return o
 }
 
