@@ -4,7 +4,7 @@ PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/weirhq/weir/internal/cli.Version=$(VERSION)
 
-.PHONY: build run test test-race lint bench fuzz clean
+.PHONY: build run test test-race lint bench bench-go fuzz clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/weir ./cmd/weir
@@ -24,13 +24,16 @@ lint: ## gofmt, go vet, staticcheck
 	$(GO) vet $(PKGS)
 	$(STATICCHECK) $(PKGS)
 
-bench: build ## the figures in docs/benchmarks.md
-	./bin/weir bench --self --ceiling -c 64 -d 10s
-	./bin/weir bench --self --mode batch --batch 500 -c 8 -d 10s
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/buffer/embedded ./internal/sink/... ./internal/ingest
+bench: ## the figures in docs/benchmarks.md (medians of 3 runs; about 15 minutes)
+	scripts/bench.sh 3
 
-fuzz:
+bench-go: ## the Go micro-benchmarks
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/buffer/embedded ./internal/sink/... ./internal/format
+
+fuzz: ## each parser's fuzzer for 30 s
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/message
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/format
+	$(GO) test -run '^$$' -fuzz FuzzFastSchema -fuzztime 30s ./internal/format
 
 clean:
 	rm -rf bin weir-data
