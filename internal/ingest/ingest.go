@@ -181,21 +181,32 @@ func (g *Gateway) admit(r *http.Request, n int) (*Client, *Type, *Problem) {
 		return nil, nil, problem(http.StatusForbidden, "type-not-allowed", "Message type not allowed",
 			fmt.Sprintf("client %q may not send message type %q", c.ID, name))
 	}
-	if c.Limiter != nil {
-		res := c.Limiter.ReserveN(time.Now(), n)
-		if !res.OK() || res.Delay() > 0 {
-			delay := res.Delay()
-			res.Cancel()
-			if !res.OK() {
-				delay = time.Second
-			}
-			p := problem(http.StatusTooManyRequests, "rate-limited", "Too many requests",
-				fmt.Sprintf("client %q is over its rate limit", c.ID))
-			p.retryAfter = max(delay, time.Second)
-			return nil, nil, p
-		}
+	if p := limit(c, n); p != nil {
+		return nil, nil, p
 	}
 	return c, t, nil
+}
+
+// limit takes n messages from the client's token bucket, or says when to come back.
+func limit(c *Client, n int) *Problem {
+	if c.Limiter == nil || n == 0 {
+		return nil
+	}
+	res := c.Limiter.ReserveN(time.Now(), n)
+	if res.OK() && res.Delay() == 0 {
+		return nil
+	}
+	delay := time.Second
+	detail := fmt.Sprintf("client %q is over its rate limit", c.ID)
+	if res.OK() {
+		delay = max(res.Delay(), delay)
+		res.Cancel()
+	} else {
+		detail = fmt.Sprintf("client %q may send at most %d messages at once", c.ID, c.Limiter.Burst())
+	}
+	p := problem(http.StatusTooManyRequests, "rate-limited", "Too many requests", detail)
+	p.retryAfter = delay
+	return p
 }
 
 func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, types ...string) ([]byte, *Problem) {
@@ -458,17 +469,9 @@ func (g *Gateway) handleBatch(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("at most %d lines per batch", g.cfg.MaxBatchLines)))
 		return
 	}
-	if c.Limiter != nil {
-		res := c.Limiter.ReserveN(time.Now(), len(lines))
-		if !res.OK() || res.Delay() > 0 {
-			delay := res.Delay()
-			res.Cancel()
-			p := problem(http.StatusTooManyRequests, "rate-limited", "Too many requests",
-				fmt.Sprintf("client %q is over its rate limit (a batch of %d counts %d)", c.ID, len(lines), len(lines)))
-			p.retryAfter = max(delay, time.Second)
-			writeProblem(w, p)
-			return
-		}
+	if p := limit(c, len(lines)); p != nil {
+		writeProblem(w, p)
+		return
 	}
 	now := time.Now().UTC()
 	cands := make([]candidate, len(lines))
