@@ -280,7 +280,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		Topic: pipeline.TopicProcess, MaxBody: int64(cfg.Limits.MaxBody), MaxBatchLines: cfg.Limits.MaxBatchLines,
 		Clients: c.clients, Types: c.types, Logger: a.log, Health: a.buf.Err,
 		OnAccepted: func(typ string, n int) { m.Accepted.WithLabelValues(typ).Add(float64(n)) },
-	}, a.buf, a.store); err != nil {
+	}, a.store); err != nil {
 		return nil, err
 	}
 

@@ -47,10 +47,13 @@ type Type struct {
 	Expect []string
 }
 
-// Store is the state ingest reads and writes; *state.Store implements it.
+// Store is where ingest appends accepted messages and reads what it remembers of them;
+// *state.Store implements it on the embedded log.
 type Store interface {
+	// Append appends msgs to topic durably together with their receipts (accepts): when it
+	// returns nil both are fsync'd; on error neither may be acknowledged.
+	Append(ctx context.Context, topic string, msgs []buffer.Message, accepts []state.Accept) error
 	Receipt(client, typ, id string) (state.Receipt, bool, error)
-	Accepted(msgs []state.Accept) error
 	Trail(client, id string) ([]state.Event, error)
 }
 
@@ -71,7 +74,6 @@ type Config struct {
 // Gateway serves the ingestion API. It is an http.Handler.
 type Gateway struct {
 	cfg     Config
-	log     buffer.Buffer
 	store   Store
 	clients map[string]*Client
 	byHash  map[[sha256.Size]byte]*Client
@@ -85,8 +87,8 @@ type Gateway struct {
 	accepted atomic.Int64
 }
 
-// New builds a gateway appending to log and remembering receipts in store.
-func New(cfg Config, log buffer.Buffer, store Store) (*Gateway, error) {
+// New builds a gateway that appends accepted messages through store.
+func New(cfg Config, store Store) (*Gateway, error) {
 	if cfg.Topic == "" {
 		return nil, errors.New("ingest: no topic")
 	}
@@ -99,7 +101,7 @@ func New(cfg Config, log buffer.Buffer, store Store) (*Gateway, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	g := &Gateway{cfg: cfg, log: log, store: store, seed: maphash.MakeSeed(),
+	g := &Gateway{cfg: cfg, store: store, seed: maphash.MakeSeed(),
 		clients: map[string]*Client{}, byHash: map[[sha256.Size]byte]*Client{}, types: map[string]*Type{}}
 	g.dummy = sha256.Sum256([]byte("weir: no such client"))
 	for i := range cfg.Clients {
@@ -351,7 +353,7 @@ func (g *Gateway) commit(ctx context.Context, cands []*candidate) *Problem {
 	if len(msgs) == 0 {
 		return nil
 	}
-	if err := g.log.Append(ctx, g.cfg.Topic, msgs); err != nil {
+	if err := g.store.Append(ctx, g.cfg.Topic, msgs, accepts); err != nil {
 		g.cfg.Logger.Error("append to log failed", "err", err)
 		p := problem(http.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", "the log cannot accept messages now")
 		p.retryAfter = time.Second
@@ -360,11 +362,6 @@ func (g *Gateway) commit(ctx context.Context, cands []*candidate) *Problem {
 	g.accepted.Add(int64(len(msgs)))
 	if g.cfg.OnAccepted != nil {
 		g.cfg.OnAccepted(cands[0].msg.Type, len(msgs))
-	}
-	if err := g.store.Accepted(accepts); err != nil {
-		// The messages are durable; only their receipts are missing, so a resend is accepted
-		// again under the same id and every effect stays idempotent.
-		g.cfg.Logger.Warn("recording receipts failed", "err", err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ package state
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -15,6 +16,9 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/weirhq/weir/internal/buffer"
+	"github.com/weirhq/weir/internal/buffer/embedded"
 )
 
 // Key prefixes owned by this package (the embedded log owns others; see internal/buffer/embedded).
@@ -24,11 +28,13 @@ const (
 	prefixExpiry = "x/" // x/<accepted-at unix ns, BE u64><dedup key>: receipts in age order
 )
 
-// DB is the shared Pebble database: the embedded log (*embedded.Log) provides it, and commits
-// through Apply so that a failed write stops the log instead of the process.
+// DB is the shared Pebble database: the embedded log (*embedded.Log) provides it, commits
+// through Apply so that a failed write stops the log instead of the process, and appends
+// records together with the state that describes them (AppendWith).
 type DB interface {
 	DB() *pebble.DB
 	Apply(b *pebble.Batch, sync bool) error
+	AppendWith(ctx context.Context, topic string, msgs []buffer.Message, side []embedded.KV) error
 }
 
 // Store is the embedded state store. It is safe for concurrent use.
@@ -95,33 +101,25 @@ func (s *Store) Receipt(client, typ, id string) (Receipt, bool, error) {
 	return r, true, nil
 }
 
-// Accepted records, in one write, the dedup receipts and "accepted" status events of messages
-// just appended to the log. The write is not synced on its own: the log's next group commit
-// makes it durable. Losing it in a crash only means a resend is accepted again under the same
-// id, which every effect tolerates (effects are idempotent by id).
-func (s *Store) Accepted(msgs []Accept) error {
-	b := s.db.NewBatch()
-	defer b.Close()
-	for _, m := range msgs {
+// Append appends msgs to topic in the log and records, in the same fsync'd batch, the dedup
+// receipts and "accepted" status events in accepts: a message is never acknowledged without
+// its receipt, and a receipt never survives a crash without its message.
+func (s *Store) Append(ctx context.Context, topic string, msgs []buffer.Message, accepts []Accept) error {
+	side := make([]embedded.KV, 0, 3*len(accepts))
+	for _, m := range accepts {
 		v := make([]byte, sha256.Size+8)
 		copy(v, m.Receipt.BodyHash[:])
 		binary.BigEndian.PutUint64(v[sha256.Size:], uint64(m.Receipt.AcceptedAt.UnixNano()))
 		dk := dedupKey(m.Client, m.Type, m.ID)
+		// In the filter before the write lands: the filter may only err towards "maybe seen".
 		s.seen.add(dk)
-		if err := b.Set(dk, v, nil); err != nil {
-			return fmt.Errorf("state: %w", err)
-		}
-		if err := b.Set(expiryKey(m.Receipt.AcceptedAt, dk), nil, nil); err != nil {
-			return fmt.Errorf("state: %w", err)
-		}
-		if err := setEvent(b, Event{Client: m.Client, ID: m.ID, Type: m.Type, Stage: "ingest", Status: StatusAccepted, At: m.Receipt.AcceptedAt}); err != nil {
+		ek, ev, err := eventKV(Event{Client: m.Client, ID: m.ID, Type: m.Type, Stage: "ingest", Status: StatusAccepted, At: m.Receipt.AcceptedAt})
+		if err != nil {
 			return err
 		}
+		side = append(side, embedded.KV{Key: dk, Value: v}, embedded.KV{Key: expiryKey(m.Receipt.AcceptedAt, dk)}, embedded.KV{Key: ek, Value: ev})
 	}
-	if err := s.owner.Apply(b, false); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	return nil
+	return s.owner.AppendWith(ctx, topic, msgs, side)
 }
 
 func expiryKey(at time.Time, dk []byte) []byte {
@@ -211,14 +209,22 @@ func statusPrefix(client, id string) []byte {
 	return append(k, 0)
 }
 
-func setEvent(b *pebble.Batch, e Event) error {
+func eventKV(e Event) (key, value []byte, err error) {
 	k := statusPrefix(e.Client, e.ID)
 	k = append(k, e.Stage...)
 	k = append(k, 0)
 	k = append(k, e.Endpoint...)
 	v, err := json.Marshal(e)
 	if err != nil {
-		return fmt.Errorf("state: %w", err)
+		return nil, nil, fmt.Errorf("state: %w", err)
+	}
+	return k, v, nil
+}
+
+func setEvent(b *pebble.Batch, e Event) error {
+	k, v, err := eventKV(e)
+	if err != nil {
+		return err
 	}
 	if err := b.Set(k, v, nil); err != nil {
 		return fmt.Errorf("state: %w", err)

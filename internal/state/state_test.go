@@ -1,6 +1,7 @@
 package state_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"io"
@@ -8,16 +9,38 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weirhq/weir/internal/buffer"
 	"github.com/weirhq/weir/internal/buffer/embedded"
 	"github.com/weirhq/weir/internal/state"
 )
 
-func open(t *testing.T) *state.Store {
+// accept appends one record per accept to a test topic with its receipt.
+func accept(t *testing.T, s *state.Store, accepts []state.Accept) {
 	t.Helper()
-	l, err := embedded.Open(embedded.Config{Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	msgs := make([]buffer.Message, len(accepts))
+	for i, a := range accepts {
+		msgs[i] = buffer.Message{Key: []byte(a.ID), Value: []byte(a.ID)}
+	}
+	if err := s.Append(context.Background(), "in", msgs, accepts); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func openLog(t *testing.T, dir string) *embedded.Log {
+	t.Helper()
+	l, err := embedded.Open(embedded.Config{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := l.EnsureTopic(context.Background(), buffer.TopicConfig{Name: "in", Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func open(t *testing.T) *state.Store {
+	t.Helper()
+	l := openLog(t, t.TempDir())
 	t.Cleanup(func() { l.Close() })
 	s, err := state.New(l)
 	if err != nil {
@@ -31,12 +54,10 @@ func TestReceiptsTrailsAndExpiry(t *testing.T) {
 	old := time.Now().Add(-8 * 24 * time.Hour)
 	now := time.Now()
 	h := sha256.Sum256([]byte("body"))
-	if err := s.Accepted([]state.Accept{
+	accept(t, s, []state.Accept{
 		{Client: "a", Type: "order", ID: "old", Receipt: state.Receipt{BodyHash: h, AcceptedAt: old}},
 		{Client: "a", Type: "order", ID: "new", Receipt: state.Receipt{BodyHash: h, AcceptedAt: now}},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
 	s.Record(state.Event{Client: "a", ID: "new", Stage: "persist", Status: state.StatusPersisted, At: now})
 	r, ok, err := s.Receipt("a", "order", "new")
 	if err != nil || !ok || r.BodyHash != h {
@@ -73,27 +94,18 @@ func TestReceiptsTrailsAndExpiry(t *testing.T) {
 // Receipts are found after a restart: the in-memory filter is refilled from the store.
 func TestReceiptsSurviveReopen(t *testing.T) {
 	dir := t.TempDir()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	l, err := embedded.Open(embedded.Config{Dir: dir, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := openLog(t, dir)
 	s, _ := state.New(l)
 	h := sha256.Sum256([]byte("x"))
 	var accepts []state.Accept
 	for i := range 1000 {
 		accepts = append(accepts, state.Accept{Client: "a", Type: "t", ID: fmt.Sprint(i), Receipt: state.Receipt{BodyHash: h, AcceptedAt: time.Now()}})
 	}
-	if err := s.Accepted(accepts); err != nil {
-		t.Fatal(err)
-	}
+	accept(t, s, accepts)
 	l.Close()
-	l, err = embedded.Open(embedded.Config{Dir: dir, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l = openLog(t, dir)
 	defer l.Close()
-	s, err = state.New(l)
+	s, err := state.New(l)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 type appendReq struct {
 	topic *topic
 	msgs  []buffer.Message
+	side  []KV // written in the same batch (AppendWith)
 	size  int // encoded bytes, for MaxBatchBytes
 	// encoded is set by the writer, under qmu, when it takes the request; it is closed once msgs
 	// are copied into the batch, so that an abandoned caller knows when msgs are no longer read.
@@ -28,7 +29,7 @@ type appendReq struct {
 var reqPool = sync.Pool{New: func() any { return &appendReq{done: make(chan error, 1)} }}
 
 func (r *appendReq) release() {
-	r.topic, r.msgs, r.size, r.encoded = nil, nil, 0, nil
+	r.topic, r.msgs, r.side, r.size, r.encoded = nil, nil, nil, 0, nil
 	reqPool.Put(r)
 }
 
@@ -43,6 +44,17 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 // must not acknowledge them, and a retry may duplicate them (at-least-once). Append does not read
 // msgs after it returns.
 func (l *Log) Append(ctx context.Context, topicName string, msgs []buffer.Message) error {
+	return l.AppendWith(ctx, topicName, msgs, nil)
+}
+
+// KV is a key and value that AppendWith writes beside the records.
+type KV struct{ Key, Value []byte }
+
+// AppendWith is Append with side writes: side's keys (which must lie outside the log's own
+// prefixes, see PrefixRecords) are written in the same batch as the records, so they become
+// durable with the same fsync, atomically. The state store uses it to record dedup receipts and
+// status events together with the messages they describe, at no extra commit.
+func (l *Log) AppendWith(ctx context.Context, topicName string, msgs []buffer.Message, side []KV) error {
 	if l.closed.Load() {
 		return buffer.ErrClosed
 	}
@@ -60,8 +72,11 @@ func (l *Log) Append(ctx context.Context, topicName string, msgs []buffer.Messag
 	for i := range msgs {
 		size += len(t.prefix) + 12 + recordValueLen(&msgs[i])
 	}
+	for i := range side {
+		size += len(side[i].Key) + len(side[i].Value) + 8
+	}
 	r := reqPool.Get().(*appendReq)
-	r.topic, r.msgs, r.size = t, msgs, size
+	r.topic, r.msgs, r.side, r.size = t, msgs, side, size
 
 	l.qmu.Lock()
 	if l.closing {
@@ -229,6 +244,10 @@ func (l *Log) writeGroup(f *inflight, size int, encoded chan struct{}) {
 			encodeRecordValue(op.Value, op.Key, m)
 			// Finish only indexes the op; a write-only batch has no index and cannot fail.
 			_ = op.Finish()
+		}
+		for _, kv := range r.side {
+			// A write-only batch's Set copies and cannot fail.
+			_ = b.Set(kv.Key, kv.Value, nil)
 		}
 	}
 	close(encoded)
