@@ -18,7 +18,7 @@ type appendReq struct {
 	topic *topic
 	msgs  []buffer.Message
 	side  []KV // written in the same batch (AppendWith)
-	size  int // encoded bytes, for MaxBatchBytes
+	size  int  // encoded bytes, for MaxBatchBytes
 	// encoded is set by the writer, under qmu, when it takes the request; it is closed once msgs
 	// are copied into the batch, so that an abandoned caller knows when msgs are no longer read.
 	encoded chan struct{}
