@@ -141,12 +141,9 @@ func startSelf(ctx context.Context, path string, hold bool, stderr io.Writer) (*
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var cfg *config.Config
-	stopPartner := func() {}
+	var stopPartner func()
 	if path == "" {
-		wd, _ := os.Getwd()
-		os.Chdir(dir)
-		cfg, stopPartner, err = demoConfig(log)
-		os.Chdir(wd)
+		cfg, stopPartner, err = demoConfig(dir, log)
 	} else {
 		cfg, stopPartner, err = withDemoPartner(path, filepath.Join(dir, "data"), log)
 		if err == nil {
@@ -154,6 +151,7 @@ func startSelf(ctx context.Context, path string, hold bool, stderr io.Writer) (*
 		}
 	}
 	if err != nil {
+		os.RemoveAll(dir)
 		return nil, nil, err
 	}
 	a, err := app.New(ctx, cfg, app.Options{Logger: log, IngestAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", HoldStages: hold})

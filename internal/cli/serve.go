@@ -37,7 +37,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	demo := *path == ""
 	if demo {
 		var stopPartner func()
-		cfg, stopPartner, err = demoConfig(log)
+		dataDir, err := filepath.Abs("weir-data")
+		if err != nil {
+			return err
+		}
+		cfg, stopPartner, err = demoConfig(dataDir, log)
 		if err != nil {
 			return err
 		}
@@ -64,18 +68,14 @@ The demo partner logs each signed delivery below. Ctrl-C stops (gracefully).
 	return a.Run(ctx)
 }
 
-// demoConfig writes the quickstart files under ./weir-data, starts the demo partner in-process
-// and returns the quickstart config pointing at it.
-func demoConfig(log *slog.Logger) (*config.Config, func(), error) {
-	dataDir, err := filepath.Abs("weir-data")
-	if err != nil {
-		return nil, nil, err
-	}
+// demoConfig writes the quickstart files under dataDir, starts the demo partner in-process and
+// returns the quickstart config pointing at it, with its data in dataDir.
+func demoConfig(dataDir string, log *slog.Logger) (*config.Config, func(), error) {
 	cfgDir := filepath.Join(dataDir, "quickstart")
 	if err := os.MkdirAll(cfgDir, 0o750); err != nil {
 		return nil, nil, err
 	}
-	err = fs.WalkDir(quickstart.Files, ".", func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(quickstart.Files, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
