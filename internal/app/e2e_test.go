@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -348,5 +349,63 @@ func TestEndToEndPostgres(t *testing.T) {
 	var total float64
 	if err := pg.QueryRow(`select total from ` + table + ` where client='acme' and id='p-3'`).Scan(&total); err != nil || total != 2.5 {
 		t.Fatalf("total = %v, %v", total, err)
+	}
+}
+
+// R11: 100 concurrent posts of one message get one receipt and cause one effect.
+func TestConcurrentDuplicatesOneEffect(t *testing.T) {
+	h := start(t, "sqlite:orders.db", "orders", "")
+	body := order("dup-1", "c-1")
+	var wg sync.WaitGroup
+	codes := make([]int, 100)
+	ids := make([]any, 100)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", h.url+"/v1/messages/order", bytes.NewReader(body))
+			req.SetBasicAuth("acme", "acme-token")
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			var r map[string]any
+			json.NewDecoder(resp.Body).Decode(&r)
+			codes[i], ids[i] = resp.StatusCode, r["id"]
+		}()
+	}
+	wg.Wait()
+	accepted := 0
+	for i, c := range codes {
+		switch {
+		case c == 202:
+			accepted++
+		case c == 200:
+		default:
+			t.Fatalf("post %d: status %d", i, c)
+		}
+		if ids[i] != "dup-1" {
+			t.Fatalf("post %d: id %v", i, ids[i])
+		}
+	}
+	if accepted != 1 {
+		t.Fatalf("%d posts were accepted as new, want 1", accepted)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(h.dataDir, "orders.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	eventually(t, "the row", func() bool { return countRows(t, db, "orders") == 1 })
+	eventually(t, "the delivery", func() bool { return h.partner.Unique() == 1 })
+	h.stop()
+	if n := countRows(t, db, "orders"); n != 1 {
+		t.Fatalf("rows = %d", n)
+	}
+	if n := h.partner.Count(); n != 1 {
+		t.Fatalf("partner got %d deliveries", n)
 	}
 }
