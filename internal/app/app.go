@@ -278,6 +278,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 
 	if a.gateway, err = ingest.New(ingest.Config{
 		Topic: pipeline.TopicProcess, MaxBody: int64(cfg.Limits.MaxBody), MaxBatchLines: cfg.Limits.MaxBatchLines,
+		MaxInFlight: cfg.Limits.MaxInFlight,
 		Clients: c.clients, Types: c.types, Logger: a.log, Health: a.buf.Err,
 		OnAccepted: func(typ string, n int) { m.Accepted.WithLabelValues(typ).Add(float64(n)) },
 	}, a.store); err != nil {
@@ -370,7 +371,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer a.close()
 	stageCtx, stopStages := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopStages()
-	failed := make(chan error, len(a.stages)+2)
+	failed := make(chan error, len(a.stages)+3)
 	var stages sync.WaitGroup
 	for _, s := range a.stages {
 		stages.Add(1)
@@ -394,6 +395,7 @@ func (a *App) Run(ctx context.Context) error {
 		defer stages.Done()
 		a.expireReceipts(stageCtx)
 	}()
+	go a.watchLog(stageCtx, failed)
 	serve := func(srv *http.Server, ln net.Listener) {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			failed <- err
@@ -419,6 +421,12 @@ func (a *App) Run(ctx context.Context) error {
 		a.ingestSrv.Close()
 	}
 	cancel()
+	// Close does not wait for handlers; they still write to the log, which must outlive them.
+	sctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), bound)
+	if err := a.gateway.Wait(sctx); err != nil {
+		a.log.Warn("ingest requests still running at shutdown", "err", err)
+	}
+	cancel()
 	// 2. Stop reading; stages drain their in-flight work (each bounded) and commit.
 	a.log.Info("shutting down: draining stages")
 	stopStages()
@@ -428,6 +436,25 @@ func (a *App) Run(ctx context.Context) error {
 	cancel()
 	a.log.Info("stopped")
 	return runErr
+}
+
+// watchLog reports a log that stopped accepting writes (a failed fsync, a full disk): the log
+// never writes again once that happened, so Weir shuts down in order and exits non-zero, and
+// its supervisor restarts it, which reopens and recovers the log. Until then ingest answers 503.
+func (a *App) watchLog(ctx context.Context, failed chan<- error) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := a.buf.Err(); err != nil {
+				failed <- fmt.Errorf("the log refuses writes: %w", err)
+				return
+			}
+		}
+	}
 }
 
 // expireReceipts forgets dedup receipts older than the retention, once a minute.

@@ -47,6 +47,7 @@ type Admin struct {
 // Limits bounds what ingest accepts.
 type Limits struct {
 	MaxBody           Size     `yaml:"max_body"`
+	MaxInFlight       int      `yaml:"max_inflight"`
 	MaxBatchLines     int      `yaml:"max_batch_lines"`
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
 	ReadTimeout       Duration `yaml:"read_timeout"`

@@ -60,6 +60,7 @@ func (c *Config) applyDefaults() {
 	l := &c.Limits
 	setSize(&l.MaxBody, DefaultMaxBody)
 	setInt(&l.MaxBatchLines, 10000)
+	setInt(&l.MaxInFlight, 512)
 	setDur(&l.ReadHeaderTimeout, 5*time.Second)
 	setDur(&l.ReadTimeout, 30*time.Second)
 	setDur(&l.WriteTimeout, 30*time.Second)
@@ -96,6 +97,9 @@ func (c *Config) validate(p *Problems) {
 	checkAddr(p, "listen.admin", c.Listen.Admin)
 	if c.Admin.TokenHash != "" && !hashRE.MatchString(c.Admin.TokenHash) {
 		p.Add("admin.token_hash", "must be sha256:<64 lowercase hex digits> (make one with: weir hash-token TOKEN)")
+	}
+	if c.Limits.MaxInFlight < 1 {
+		p.Add("limits.max_inflight", "must be at least 1, got %d", c.Limits.MaxInFlight)
 	}
 	if c.Limits.MaxBody < 1024 {
 		p.Add("limits.max_body", "must be at least 1KiB, got %d bytes", c.Limits.MaxBody)

@@ -62,6 +62,9 @@ type Config struct {
 	Topic         string // topic accepted messages are appended to
 	MaxBody       int64
 	MaxBatchLines int
+	// MaxInFlight bounds the ingest requests being served at once; beyond it a request gets 503
+	// with Retry-After at once, so memory stays bounded (each may hold up to MaxBody).
+	MaxInFlight int
 	Clients       []Client
 	Types         []Type
 	Logger        *slog.Logger
@@ -83,6 +86,8 @@ type Gateway struct {
 	seed    maphash.Seed
 	dummy   [sha256.Size]byte
 	ready   atomic.Bool
+	slots   chan struct{} // one per request in flight, MaxInFlight in all
+	active  atomic.Int64  // requests in flight
 
 	accepted atomic.Int64
 }
@@ -98,12 +103,16 @@ func New(cfg Config, store Store) (*Gateway, error) {
 	if cfg.MaxBatchLines <= 0 {
 		cfg.MaxBatchLines = 10000
 	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 512
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	g := &Gateway{cfg: cfg, store: store, seed: maphash.MakeSeed(),
 		clients: map[string]*Client{}, byHash: map[[sha256.Size]byte]*Client{}, types: map[string]*Type{}}
 	g.dummy = sha256.Sum256([]byte("weir: no such client"))
+	g.slots = make(chan struct{}, cfg.MaxInFlight)
 	for i := range cfg.Clients {
 		c := &cfg.Clients[i]
 		g.clients[c.ID] = c
@@ -123,8 +132,37 @@ func New(cfg Config, store Store) (*Gateway, error) {
 	return g, nil
 }
 
-// ServeHTTP implements http.Handler.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. Beyond MaxInFlight requests at once, API requests are
+// refused with 503 and Retry-After before their body is read.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, "/v1/") {
+		select {
+		case g.slots <- struct{}{}:
+		default:
+			writeProblem(w, unavailable(fmt.Sprintf("more than %d requests in flight", g.cfg.MaxInFlight)))
+			return
+		}
+		g.active.Add(1)
+		defer func() {
+			g.active.Add(-1)
+			<-g.slots
+		}()
+	}
+	g.mux.ServeHTTP(w, r)
+}
+
+// Wait returns once no API request is in flight, or when ctx ends. The app calls it after the
+// HTTP server stopped accepting and before it closes the log the handlers write to.
+func (g *Gateway) Wait(ctx context.Context) error {
+	for g.active.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
 
 // SetReady flips /readyz; the app clears it when shutdown starts.
 func (g *Gateway) SetReady(ok bool) { g.ready.Store(ok) }
@@ -198,15 +236,14 @@ func limit(c *Client, n int) *Problem {
 	if res.OK() && res.Delay() == 0 {
 		return nil
 	}
-	delay := time.Second
-	detail := fmt.Sprintf("client %q is over its rate limit", c.ID)
-	if res.OK() {
-		delay = max(res.Delay(), delay)
-		res.Cancel()
-	} else {
-		detail = fmt.Sprintf("client %q may send at most %d messages at once", c.ID, c.Limiter.Burst())
+	if !res.OK() {
+		// More messages than the bucket holds: waiting would never help.
+		return problem(http.StatusRequestEntityTooLarge, "over-burst", "Batch larger than the rate limit's burst",
+			fmt.Sprintf("client %q may send at most %d messages in one request", c.ID, c.Limiter.Burst()))
 	}
-	p := problem(http.StatusTooManyRequests, "rate-limited", "Too many requests", detail)
+	delay := max(res.Delay(), time.Second)
+	res.Cancel()
+	p := problem(http.StatusTooManyRequests, "rate-limited", "Too many requests", fmt.Sprintf("client %q is over its rate limit", c.ID))
 	p.retryAfter = delay
 	return p
 }
@@ -233,6 +270,12 @@ func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, types ...stri
 		return nil, problem(http.StatusBadRequest, "unreadable-body", "Unreadable body", err.Error())
 	}
 	return body, nil
+}
+
+func unavailable(detail string) *Problem {
+	p := problem(http.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", detail)
+	p.retryAfter = time.Second
+	return p
 }
 
 func tooLarge(limit int64) *Problem {
@@ -321,6 +364,15 @@ func (g *Gateway) commit(ctx context.Context, cands []*candidate) *Problem {
 			g.locks[s].Unlock()
 		}
 	}()
+	// A receipt is readable as soon as its batch is written, before the fsync. Under the stripe
+	// locks no other request for these ids can read it until the append's outcome is known, and
+	// once an fsync failed the log refuses everything, so a resend never gets a receipt for a
+	// message that is not durable.
+	if g.cfg.Health != nil {
+		if err := g.cfg.Health(); err != nil {
+			return unavailable("the log cannot accept messages now")
+		}
+	}
 
 	var msgs []buffer.Message
 	var accepts []state.Accept
@@ -328,9 +380,7 @@ func (g *Gateway) commit(ctx context.Context, cands []*candidate) *Problem {
 	for _, c := range cands {
 		r, found, err := g.store.Receipt(c.msg.Client, c.msg.Type, c.msg.ID)
 		if err != nil {
-			p := problem(http.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", "the state store cannot be read")
-			p.retryAfter = time.Second
-			return p
+			return unavailable("the state store cannot be read")
 		}
 		if first := inCall[c.msg.ID]; first != nil {
 			found, r = true, state.Receipt{BodyHash: first.hash, AcceptedAt: first.msg.ReceivedAt}
@@ -353,11 +403,11 @@ func (g *Gateway) commit(ctx context.Context, cands []*candidate) *Problem {
 	if len(msgs) == 0 {
 		return nil
 	}
-	if err := g.store.Append(ctx, g.cfg.Topic, msgs, accepts); err != nil {
+	// Not cancelled with the request: the stripe locks must be held until the append's outcome
+	// is known, even when the client hangs up during the fsync.
+	if err := g.store.Append(context.WithoutCancel(ctx), g.cfg.Topic, msgs, accepts); err != nil {
 		g.cfg.Logger.Error("append to log failed", "err", err)
-		p := problem(http.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", "the log cannot accept messages now")
-		p.retryAfter = time.Second
-		return p
+		return unavailable("the log cannot accept messages now")
 	}
 	g.accepted.Add(int64(len(msgs)))
 	if g.cfg.OnAccepted != nil {
@@ -529,9 +579,7 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	trail, err := g.store.Trail(c.ID, id)
 	if err != nil {
-		p := problem(http.StatusServiceUnavailable, "unavailable", "Temporarily unavailable", "the state store cannot be read")
-		p.retryAfter = time.Second
-		writeProblem(w, p)
+		writeProblem(w, unavailable("the state store cannot be read"))
 		return
 	}
 	if len(trail) == 0 {

@@ -83,6 +83,10 @@ func transform(ctx context.Context, steps []*format.JQ, m *message.Message) ([]b
 	vars := format.Vars{ID: m.ID, Client: m.Client, Type: m.Type, Key: m.Key, ReceivedAt: m.ReceivedAt.Format(time.RFC3339Nano)}
 	for i, s := range steps {
 		if doc, err = s.Run(ctx, doc, vars); err != nil {
+			if ctx.Err() != nil {
+				// Stopped by shutdown, not by the data: handled again after the restart.
+				return nil, fmt.Errorf("step %d: %w", i+1, ctx.Err())
+			}
 			return nil, fault.Permanent(fmt.Errorf("step %d: %w", i+1, err))
 		}
 	}

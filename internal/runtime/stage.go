@@ -31,7 +31,11 @@ type Config struct {
 	Topic     string
 	Group     string
 	Workers   int // concurrent handler calls (default 4)
-	Window    int // records fetched but not yet committed (default 4096)
+	Window    int // records fetched and not yet finished (default 4096): the backpressure bound
+	// Span bounds the records fetched and not yet committed (default 16 × Window). A record
+	// that keeps failing holds its partition's commit point; the records behind it finish and
+	// free their Window slots, so other keys keep flowing until Span is reached.
+	Span int
 	BatchSize int // records per handler call (default 256)
 	// Backoff bounds the delay before a transient failure is retried (doubling, with jitter).
 	MinBackoff, MaxBackoff time.Duration
@@ -52,6 +56,9 @@ func (c *Config) defaults() {
 	}
 	if c.Window <= 0 {
 		c.Window = 4096
+	}
+	if c.Span < c.Window {
+		c.Span = 16 * c.Window
 	}
 	if c.BatchSize <= 0 {
 		c.BatchSize = 256
@@ -99,7 +106,8 @@ type Stage struct {
 	handler Handler
 	cons    buffer.Consumer
 
-	window  *window
+	window  *window // records fetched and not finished
+	span    *window // records fetched and not committed
 	fetched chan []buffer.Record
 	results chan result
 	retries chan *item
@@ -123,6 +131,7 @@ func Run(ctx context.Context, b buffer.Buffer, cfg Config, h Handler) error {
 	s := &Stage{
 		cfg: cfg, handler: h, cons: cons,
 		window:  newWindow(cfg.Window),
+		span:    newWindow(cfg.Span),
 		fetched: make(chan []buffer.Record, 4),
 		results: make(chan result, cfg.Workers),
 		retries: make(chan *item, 64),
@@ -140,12 +149,15 @@ func (s *Stage) run(ctx context.Context) error {
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 
+	// The fetcher has its own context, so that it stops however the loop below ends.
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
 	var wg sync.WaitGroup
 	fetchErr := make(chan error, 1)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		fetchErr <- s.fetch(ctx)
+		fetchErr <- s.fetch(fetchCtx)
 	}()
 	var workers sync.WaitGroup
 	for range s.cfg.Workers {
@@ -198,6 +210,7 @@ loop:
 	}
 	// Records not yet handed to a worker stay uncommitted and are delivered again next time.
 	close(s.stopped)
+	stopFetch()
 
 	// Drain: no new batches; wait for the running ones, bounded by DrainTimeout.
 	close(s.work)
@@ -217,20 +230,29 @@ loop:
 	return runErr
 }
 
-// fetch pulls records while the window has room.
+// fetch pulls records while both the window and the span have room.
 func (s *Stage) fetch(ctx context.Context) error {
 	for {
 		n, err := s.window.acquire(ctx, s.cfg.BatchSize*4)
 		if err != nil {
 			return err
 		}
-		recs, err := s.cons.Fetch(ctx, n)
+		m, err := s.span.acquire(ctx, n)
 		if err != nil {
 			s.window.release(n)
 			return err
 		}
+		s.window.release(n - m)
+		n = m
+		recs, err := s.cons.Fetch(ctx, n)
+		if err != nil {
+			s.window.release(n)
+			s.span.release(n)
+			return err
+		}
 		if len(recs) < n {
 			s.window.release(n - len(recs))
+			s.span.release(n - len(recs))
 		}
 		if len(recs) == 0 {
 			continue
@@ -335,6 +357,7 @@ func (s *Stage) finish(r result) {
 // done marks it finished, releases the next record of its key and advances the commit point.
 func (s *Stage) done(it *item) {
 	it.done = true
+	s.window.release(1)
 	if waiting := s.busy[it.key]; len(waiting) > 0 {
 		s.ready = append(s.ready, waiting[0])
 		s.busy[it.key] = waiting[1:]
@@ -350,7 +373,7 @@ func (s *Stage) done(it *item) {
 	if n > 0 {
 		clear(p.queue[:n])
 		p.queue = p.queue[n:]
-		s.window.release(n)
+		s.span.release(n)
 	}
 }
 
@@ -409,6 +432,9 @@ func (w *window) acquire(ctx context.Context, max int) (int, error) {
 }
 
 func (w *window) release(n int) {
+	if n == 0 {
+		return
+	}
 	w.mu.Lock()
 	w.free += n
 	close(w.avail)

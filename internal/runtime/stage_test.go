@@ -262,3 +262,30 @@ func TestCommitsOnlyContiguousPrefix(t *testing.T) {
 	stop()
 	l.Close()
 }
+
+// A record that fails forever does not stop other keys once Window records went past it: they
+// finish and free their slots; only the commit point (and Span) waits for it.
+func TestPoisonRecordDoesNotStopTheStage(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	defer l.Close()
+	const n = 2000
+	fill(t, l, "in", n, 400)
+	rec := newRecorder(n - n/400)
+	stop := run(t, l, runtime.Config{Name: "t", Topic: "in", Group: "g", Workers: 2, BatchSize: 8, Window: 64,
+		MinBackoff: time.Millisecond, MaxBackoff: 2 * time.Millisecond},
+		func(ctx context.Context, recs []buffer.Record) []error {
+			errs := make([]error, len(recs))
+			for i, r := range recs {
+				if string(r.Key) == "k0" {
+					errs[i] = errors.New("poison")
+					continue
+				}
+				rec.add(r)
+			}
+			return errs
+		})
+	wait(t, rec.done)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+}

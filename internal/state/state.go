@@ -148,8 +148,8 @@ func (s *Store) ExpireReceipts(cutoff time.Time) (int, error) {
 		dk := k[len(prefixExpiry)+8:]
 		b.Delete(dk, nil)
 		if client, rest, ok := bytes.Cut(dk[len(prefixDedup):], []byte{0}); ok {
-			if _, id, ok := bytes.Cut(rest, []byte{0}); ok {
-				p := statusPrefix(string(client), string(id))
+			if typ, id, ok := bytes.Cut(rest, []byte{0}); ok {
+				p := typeStatusPrefix(string(client), string(id), string(typ))
 				b.DeleteRange(p, append(bytes.Clone(p[:len(p)-1]), 1), nil)
 			}
 		}
@@ -209,8 +209,16 @@ func statusPrefix(client, id string) []byte {
 	return append(k, 0)
 }
 
+// typeStatusPrefix is where the trail of one (client, id, type) lives: the same id may be used
+// by one client for several types, each with its own trail and its own retention.
+func typeStatusPrefix(client, id, typ string) []byte {
+	k := statusPrefix(client, id)
+	k = append(k, typ...)
+	return append(k, 0)
+}
+
 func eventKV(e Event) (key, value []byte, err error) {
-	k := statusPrefix(e.Client, e.ID)
+	k := typeStatusPrefix(e.Client, e.ID, e.Type)
 	k = append(k, e.Stage...)
 	k = append(k, 0)
 	k = append(k, e.Endpoint...)
@@ -250,8 +258,8 @@ func (s *Store) Record(events ...Event) error {
 	return nil
 }
 
-// Trail returns the status events of client's message id, oldest first; none when the message
-// is unknown or belongs to another client.
+// Trail returns the status events of client's message id (of every type that used the id),
+// oldest first; none when the message is unknown or belongs to another client.
 func (s *Store) Trail(client, id string) ([]Event, error) {
 	prefix := statusPrefix(client, id)
 	upper := append(bytes.Clone(prefix[:len(prefix)-1]), 1)

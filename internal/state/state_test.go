@@ -58,7 +58,7 @@ func TestReceiptsTrailsAndExpiry(t *testing.T) {
 		{Client: "a", Type: "order", ID: "old", Receipt: state.Receipt{BodyHash: h, AcceptedAt: old}},
 		{Client: "a", Type: "order", ID: "new", Receipt: state.Receipt{BodyHash: h, AcceptedAt: now}},
 	})
-	s.Record(state.Event{Client: "a", ID: "new", Stage: "persist", Status: state.StatusPersisted, At: now})
+	s.Record(state.Event{Client: "a", ID: "new", Type: "order", Stage: "persist", Status: state.StatusPersisted, At: now})
 	r, ok, err := s.Receipt("a", "order", "new")
 	if err != nil || !ok || r.BodyHash != h {
 		t.Fatalf("receipt: %v %v %v", r, ok, err)
@@ -116,5 +116,26 @@ func TestReceiptsSurviveReopen(t *testing.T) {
 	}
 	if _, ok, _ := s.Receipt("a", "t", "1000"); ok {
 		t.Fatal("a receipt that was never written")
+	}
+}
+
+// One client may use an id for two types: each has its own trail and its own expiry.
+func TestSameIDTwoTypes(t *testing.T) {
+	s := open(t)
+	h := sha256.Sum256([]byte("x"))
+	old, now := time.Now().Add(-30*24*time.Hour), time.Now()
+	accept(t, s, []state.Accept{
+		{Client: "a", Type: "order", ID: "1", Receipt: state.Receipt{BodyHash: h, AcceptedAt: old}},
+		{Client: "a", Type: "invoice", ID: "1", Receipt: state.Receipt{BodyHash: h, AcceptedAt: now}},
+	})
+	if trail, _ := s.Trail("a", "1"); len(trail) != 2 {
+		t.Fatalf("trail: %+v", trail)
+	}
+	if n, err := s.ExpireReceipts(now.Add(-7 * 24 * time.Hour)); n != 1 || err != nil {
+		t.Fatalf("expired %d, %v", n, err)
+	}
+	trail, _ := s.Trail("a", "1")
+	if len(trail) != 1 || trail[0].Type != "invoice" {
+		t.Fatalf("trail after expiry: %+v", trail)
 	}
 }
