@@ -279,7 +279,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if a.gateway, err = ingest.New(ingest.Config{
 		Topic: pipeline.TopicProcess, MaxBody: int64(cfg.Limits.MaxBody), MaxBatchLines: cfg.Limits.MaxBatchLines,
 		MaxInFlight: cfg.Limits.MaxInFlight,
-		Clients: c.clients, Types: c.types, Logger: a.log, Health: a.buf.Err,
+		Clients:     c.clients, Types: c.types, Logger: a.log, Health: a.buf.Err,
 		OnAccepted: func(typ string, n int) { m.Accepted.WithLabelValues(typ).Add(float64(n)) },
 	}, a.store); err != nil {
 		return nil, err

@@ -65,9 +65,9 @@ type Config struct {
 	// MaxInFlight bounds the ingest requests being served at once; beyond it a request gets 503
 	// with Retry-After at once, so memory stays bounded (each may hold up to MaxBody).
 	MaxInFlight int
-	Clients       []Client
-	Types         []Type
-	Logger        *slog.Logger
+	Clients     []Client
+	Types       []Type
+	Logger      *slog.Logger
 	// Health reports why the log cannot take writes (nil when it can); /readyz uses it.
 	Health func() error
 	// OnAccepted is told how many messages of a type were just accepted (optional: metrics).

@@ -27,15 +27,15 @@ type Handler func(ctx context.Context, recs []buffer.Record) []error
 
 // Config describes a stage.
 type Config struct {
-	Name      string // for logs
-	Topic     string
-	Group     string
-	Workers   int // concurrent handler calls (default 4)
-	Window    int // records fetched and not yet finished (default 4096): the backpressure bound
+	Name    string // for logs
+	Topic   string
+	Group   string
+	Workers int // concurrent handler calls (default 4)
+	Window  int // records fetched and not yet finished (default 4096): the backpressure bound
 	// Span bounds the records fetched and not yet committed (default 16 × Window). A record
 	// that keeps failing holds its partition's commit point; the records behind it finish and
 	// free their Window slots, so other keys keep flowing until Span is reached.
-	Span int
+	Span      int
 	BatchSize int // records per handler call (default 256)
 	// Backoff bounds the delay before a transient failure is retried (doubling, with jitter).
 	MinBackoff, MaxBackoff time.Duration
