@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"fmt"
 	"sync"
 
 	"github.com/weirhq/weir/internal/buffer"
@@ -52,7 +51,7 @@ func deliverOne(ctx context.Context, client *deliver.Client, ep *deliver.Endpoin
 	}
 	res := client.Deliver(ctx, ep, m.ID, m.Payload)
 	if res.Err != nil {
-		return state.Event{}, fmt.Errorf("deliver to %s: %w", ep.Name, res.Err)
+		return state.Event{}, res.Err // already names the endpoint
 	}
 	e := event(&m, StageDeliver, state.StatusDelivered)
 	e.Code = res.Status
