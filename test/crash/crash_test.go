@@ -1,7 +1,9 @@
-// Package crash holds Weir's crash test (RELIABILITY.md R1): it runs the real weir binary as a
-// child process under a steady load, SIGKILLs it at random moments, restarts it on the same data
-// dir and checks that every message that got a 2xx is in SQLite exactly once and reached the
-// partner, with duplicates at the partner only under the same webhook-id.
+// Package crash holds Weir's crash tests (RELIABILITY.md R1 and R6): they run the real weir
+// binary as a child process under a steady load, SIGKILL it (R1) or SIGTERM it (R6) at random
+// moments, restart it on the same data dir and check that every message that got a 2xx is in
+// SQLite exactly once and reached the partner, with duplicates at the partner only under the
+// same webhook-id. After a SIGTERM weir must exit 0 within its bound, and every request that
+// overlaps the shutdown must end as a 2xx, a 503 with Retry-After or a connection error.
 //
 // Every request the load generator sends ends as ok (2xx), fail (definite 4xx) or unknown
 // (timeout, reset, connection refused, 5xx). The checker then counts lost (ok but missing from
@@ -16,6 +18,7 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -43,6 +46,7 @@ import (
 var (
 	seedFlag  = flag.Uint64("crash.seed", 20260101, "seed of the load generator and the kill schedule")
 	killsFlag = flag.Int("crash.kills", 5, "SIGKILLs per run (at least 3)")
+	termsFlag = flag.Int("crash.terms", 5, "SIGTERMs under load per run of the shutdown test (at least 3)")
 )
 
 const (
@@ -101,7 +105,34 @@ const (
 type result struct {
 	id     string
 	out    outcome
-	detail string // why, for fail and unknown
+	detail string    // why, for fail and unknown
+	ex     *exchange // the request that carried it; shared by the lines of a batch
+}
+
+// exchange is one HTTP request of the load generator as its sender saw it.
+type exchange struct {
+	start, end time.Time
+	code       int    // the response's status; 0 when none arrived
+	retryAfter string // the response's Retry-After header
+	err        error  // the transport's error, or the error reading the response body
+}
+
+// verdict names how a request ended in R6's terms: "2xx", "503" (with Retry-After),
+// "connection error" (refused, reset, closed before an answer), or else what went wrong.
+func (ex *exchange) verdict() string {
+	switch {
+	case ex.code >= 200 && ex.code < 300:
+		return "2xx"
+	case ex.code == http.StatusServiceUnavailable && ex.retryAfter != "":
+		return "503"
+	case ex.code != 0:
+		return fmt.Sprintf("status %d (Retry-After %q)", ex.code, ex.retryAfter)
+	}
+	var ne net.Error
+	if errors.As(ex.err, &ne) && ne.Timeout() {
+		return fmt.Sprintf("no answer within %v: %v", ex.end.Sub(ex.start).Round(time.Millisecond), ex.err)
+	}
+	return "connection error"
 }
 
 func TestKillNineUnderLoad(t *testing.T) {
@@ -112,29 +143,15 @@ func TestKillNineUnderLoad(t *testing.T) {
 	seed := *seedFlag
 	t.Logf("seed %d, %d kills", seed, kills)
 
-	dir := t.TempDir()
-	sec, err := deliver.ParseSecret(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rcv := partner.New(partner.Config{Secrets: [][]byte{sec}})
-	ps := httptest.NewServer(rcv)
-	t.Cleanup(ps.Close)
-	cfgPath := writeConfig(t, dir, ps.URL+"/webhook")
-
-	w := newWeir(t, dir, cfgPath)
-	w.start()
-	ready := []time.Duration{w.waitReady()}
-
+	r := newRig(t)
+	w := r.w
 	rng := rand.New(rand.NewPCG(seed, 0))
 	load := startLoad(w, seed)
 
 	for i := range kills {
 		time.Sleep(time.Duration(300+rng.IntN(1201)) * time.Millisecond)
 		w.kill()
-		w.start()
-		d := w.waitReady()
-		ready = append(ready, d)
+		d := r.restart()
 		t.Logf("kill %d: ready again after %v (%d requests answered so far)", i+1, d.Round(time.Millisecond), load.sent.Load())
 		if d > readyGoal {
 			t.Logf("kill %d: ready after %v, R1 wants 10 s", i+1, d.Round(time.Millisecond))
@@ -142,25 +159,183 @@ func TestKillNineUnderLoad(t *testing.T) {
 	}
 	// Let the last incarnation take load of its own before the load stops.
 	time.Sleep(time.Duration(500+rng.IntN(1001)) * time.Millisecond)
+	r.verify(load.stop(), fmt.Sprintf("kills %d", kills))
+}
+
+// TestSigtermUnderLoad is R6: SIGTERM at random moments under the same load. Each time weir
+// must exit 0 within exitBound; every request that overlaps a shutdown ends as a 2xx, a 503
+// with Retry-After or a connection error (refused, reset, closed), never a timeout or another
+// status; and the checker then finds nothing lost, nothing unexpected, one row per id.
+func TestSigtermUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test: runs the weir binary for tens of seconds")
+	}
+	terms := max(*termsFlag, 3)
+	seed := *seedFlag
+	t.Logf("seed %d, %d SIGTERMs", seed, terms)
+
+	r := newRig(t)
+	w := r.w
+	rng := rand.New(rand.NewPCG(seed, 0))
+	load := startLoad(w, seed)
+
+	// outages[i] runs from the i-th SIGTERM until weir is ready again: the shutdown, the exit
+	// and the restart, during which requests are refused.
+	var outages []window
+	var exits []time.Duration
+	for i := range terms {
+		time.Sleep(time.Duration(300+rng.IntN(1201)) * time.Millisecond)
+		// Requests are short next to the pauses between them: signal once one is on the way, so
+		// that the shutdown has something to finish (or, rarely, go ahead without).
+		if !pollUntil(time.Second, func() bool { return load.inFlight.Load() > 0 }) {
+			t.Logf("SIGTERM %d: no request in flight for 1 s; signalling anyway", i+1)
+		}
+		// terminate reports a non-zero exit or a hang (and then kills weir) itself; the run goes
+		// on so that the checker still judges the data.
+		win, signalled := w.terminate()
+		if strings.Contains(w.currentLog(), "ingest requests still running at shutdown") {
+			t.Logf("SIGTERM %d: weir closed its log while ingest requests were still running", i+1)
+		}
+		d := r.restart()
+		var out window // stays empty, overlapping nothing, when there was nothing to signal
+		if signalled {
+			exits = append(exits, win.to.Sub(win.from))
+			out = window{from: win.from, to: time.Now()}
+		}
+		outages = append(outages, out)
+		t.Logf("SIGTERM %d: ready again after %v (%d requests answered so far)",
+			i+1, d.Round(time.Millisecond), load.sent.Load())
+	}
+	time.Sleep(time.Duration(500+rng.IntN(1001)) * time.Millisecond)
 	results := load.stop()
 
+	// Judge every request that overlapped an outage.
+	type tally struct{ requests, inFlight, inFlightAcked, acked, refused503, connErr int }
+	per := make([]tally, len(outages))
+	seen := map[*exchange]bool{}
+	var bad, cut []string
+	for _, res := range results {
+		ex := res.ex
+		if ex == nil || seen[ex] {
+			continue // a batch's lines share one exchange
+		}
+		seen[ex] = true
+		for i, win := range outages {
+			if !ex.start.Before(win.to) || !ex.end.After(win.from) {
+				continue
+			}
+			tl := &per[i]
+			tl.requests++
+			v := ex.verdict()
+			if ex.start.Before(win.from) {
+				tl.inFlight++
+				if v == "2xx" {
+					tl.inFlightAcked++
+				} else if len(cut) < 5 {
+					cut = append(cut, fmt.Sprintf("SIGTERM %d: %s: %s (%v)", i+1, res.id, v, ex.err))
+				}
+			}
+			switch v {
+			case "2xx":
+				tl.acked++
+			case "503":
+				tl.refused503++
+			case "connection error":
+				tl.connErr++
+			default:
+				bad = append(bad, fmt.Sprintf("SIGTERM %d: %s (sent %v after the signal): %s",
+					i+1, res.id, ex.start.Sub(win.from).Round(time.Millisecond), v))
+			}
+		}
+	}
+	for i, tl := range per {
+		t.Logf("SIGTERM %d: %d requests until ready again (%d in flight at the signal, %d of them 2xx): 2xx %d, 503 %d, connection errors %d",
+			i+1, tl.requests, tl.inFlight, tl.inFlightAcked, tl.acked, tl.refused503, tl.connErr)
+	}
+	if len(cut) > 0 {
+		t.Logf("requests in flight at a signal that did not get a 2xx, e.g. %v", cut)
+	}
+	if len(bad) > 0 {
+		t.Errorf("%d requests from a SIGTERM until ready again ended other than 2xx, 503 with Retry-After or a connection error, e.g. %v",
+			len(bad), bad[:min(10, len(bad))])
+	}
+	r.verify(results, fmt.Sprintf("SIGTERMs %d (exit after at most %v)", terms, slices.Max(append(exits, 0)).Round(time.Millisecond)))
+}
+
+// window is a span of time, such as from a SIGTERM to the child's exit.
+type window struct{ from, to time.Time }
+
+// pollUntil polls cond every millisecond until it holds (true) or d has passed (false).
+func pollUntil(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
+}
+
+// rig is one test's world: a partner that records every delivery, a config, and weir running
+// on a data dir, started and ready.
+type rig struct {
+	t     *testing.T
+	dir   string
+	rcv   *partner.Receiver
+	w     *weir
+	ready []time.Duration // time to ready of every start
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	r := &rig{t: t, dir: t.TempDir()}
+	sec, err := deliver.ParseSecret(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.rcv = partner.New(partner.Config{Secrets: [][]byte{sec}})
+	ps := httptest.NewServer(r.rcv)
+	t.Cleanup(ps.Close)
+	cfgPath := writeConfig(t, r.dir, ps.URL+"/webhook")
+	r.w = newWeir(t, r.dir, cfgPath)
+	r.restart()
+	return r
+}
+
+// restart starts a new incarnation and returns its time to ready.
+func (r *rig) restart() time.Duration {
+	r.t.Helper()
+	r.w.start()
+	d := r.w.waitReady()
+	r.ready = append(r.ready, d)
+	return d
+}
+
+// verify is the checker. Given every outcome of the load, it waits until each acknowledged
+// message is in SQLite and at the partner, stops weir with SIGTERM (exit 0 within its bound),
+// then counts lost, unexpected, duplicated rows and partner duplicates on the quiet data.
+// faults describes the run for the summary line.
+func (r *rig) verify(results []result, faults string) {
+	t, w, rcv := r.t, r.w, r.rcv
+	t.Helper()
 	sent := map[string]outcome{}
 	var okIDs, failIDs []string
 	counts := map[outcome]int{}
 	var samples []string
-	for _, r := range results {
-		if _, dup := sent[r.id]; dup {
-			t.Fatalf("load generator sent id %s twice", r.id)
+	for _, res := range results {
+		if _, dup := sent[res.id]; dup {
+			t.Fatalf("load generator sent id %s twice", res.id)
 		}
-		sent[r.id] = r.out
-		counts[r.out]++
-		switch r.out {
+		sent[res.id] = res.out
+		counts[res.out]++
+		switch res.out {
 		case ok:
-			okIDs = append(okIDs, r.id)
+			okIDs = append(okIDs, res.id)
 		case fail:
-			failIDs = append(failIDs, r.id)
+			failIDs = append(failIDs, res.id)
 			if len(samples) < 5 {
-				samples = append(samples, r.id+": "+r.detail)
+				samples = append(samples, res.id+": "+res.detail)
 			}
 		}
 	}
@@ -173,9 +348,10 @@ func TestKillNineUnderLoad(t *testing.T) {
 	}
 
 	// Wait until every acknowledged message is in SQLite and at the partner.
-	dbPath := filepath.Join(dir, "data", "orders.db")
+	dbPath := filepath.Join(r.dir, "data", "orders.db")
 	var rows map[string]int
 	var lostSQL, lostPartner []string
+	var err error
 	deadline := time.Now().Add(settleDeadline)
 	for {
 		rows, _, err = readRows(dbPath)
@@ -257,8 +433,8 @@ func TestKillNineUnderLoad(t *testing.T) {
 	}
 	partnerDups := len(deliveries) - len(delivered)
 
-	t.Logf("sent %d: ok %d, unknown %d (%d landed), fail %d; kills %d; time to ready max %v; rows %d; partner deliveries %d, duplicates %d (same webhook-id)",
-		len(results), counts[ok], counts[unknown], landedUnknown, counts[fail], kills, slices.Max(ready).Round(time.Millisecond),
+	t.Logf("sent %d: ok %d, unknown %d (%d landed), fail %d; %s; time to ready max %v; rows %d; partner deliveries %d, duplicates %d (same webhook-id)",
+		len(results), counts[ok], counts[unknown], landedUnknown, counts[fail], faults, slices.Max(r.ready).Round(time.Millisecond),
 		total, len(deliveries), partnerDups)
 
 	if len(lostSQL) > 0 {
@@ -487,12 +663,14 @@ func (w *weir) kill() {
 	<-w.exited
 }
 
-// terminate sends SIGTERM and checks that weir exits 0 within exitBound.
-func (w *weir) terminate() {
+// terminate sends SIGTERM and checks that weir exits 0 within exitBound (else it reports the
+// failure and kills it). It returns the span from the signal to the exit, and false when there
+// was nothing to signal because weir had died on its own.
+func (w *weir) terminate() (window, bool) {
 	w.t.Helper()
 	if w.hasExited() {
 		w.t.Errorf("run %d: weir died on its own: %v", w.runs, w.exitErr)
-		return
+		return window{}, false
 	}
 	start := time.Now()
 	if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -503,15 +681,16 @@ func (w *weir) terminate() {
 	select {
 	case <-w.exited:
 		if w.exitErr != nil {
-			w.t.Errorf("after SIGTERM weir exited with %v", w.exitErr)
+			w.t.Errorf("run %d: after SIGTERM weir exited with %v after %v", w.runs, w.exitErr, time.Since(start).Round(time.Millisecond))
 		} else {
-			w.t.Logf("SIGTERM: exited 0 after %v", time.Since(start).Round(time.Millisecond))
+			w.t.Logf("run %d: SIGTERM: exited 0 after %v", w.runs, time.Since(start).Round(time.Millisecond))
 		}
 	case <-timer.C:
-		w.t.Errorf("weir still running %v after SIGTERM", exitBound)
+		w.t.Errorf("run %d: weir still running %v after SIGTERM", w.runs, exitBound)
 		w.cmd.Process.Kill()
 		<-w.exited
 	}
+	return window{from: start, to: time.Now()}, true
 }
 
 // explain logs weir's status trail of a few ids, to tell where they got stuck.
@@ -533,13 +712,14 @@ func (w *weir) explain(ids []string) {
 
 // load is the load generator: workers posting fresh ids at a steady pace until stopped.
 type load struct {
-	w       *weir
-	client  *http.Client
-	quit    chan struct{}
-	once    sync.Once
-	wg      sync.WaitGroup
-	results [workers][]result
-	sent    atomic.Int64 // requests answered or failed so far
+	w        *weir
+	client   *http.Client
+	quit     chan struct{}
+	once     sync.Once
+	wg       sync.WaitGroup
+	results  [workers][]result
+	sent     atomic.Int64 // requests answered or failed so far
+	inFlight atomic.Int64 // requests on their way right now
 }
 
 func startLoad(w *weir, seed uint64) *load {
@@ -611,20 +791,31 @@ func order(rng *rand.Rand, id string) []byte {
 		id, rng.IntN(50), rng.IntN(1000), strings.Join(items, ","))
 }
 
-func (l *load) post(path, ctype string, body []byte) (*http.Response, []byte, error) {
+// post sends one request and returns how it went and the response body.
+func (l *load) post(path, ctype string, body []byte) (*exchange, []byte) {
+	l.inFlight.Add(1)
+	ex := &exchange{start: time.Now()}
+	defer func() {
+		ex.end = time.Now()
+		l.inFlight.Add(-1)
+	}()
 	req, err := http.NewRequest(http.MethodPost, l.w.baseURL()+path, bytes.NewReader(body))
 	if err != nil {
-		return nil, nil, err
+		ex.err = err
+		return ex, nil
 	}
 	req.SetBasicAuth(client, token)
 	req.Header.Set("Content-Type", ctype)
 	resp, err := l.client.Do(req)
 	if err != nil {
-		return nil, nil, err
+		ex.err = err
+		return ex, nil
 	}
 	defer resp.Body.Close()
+	ex.code, ex.retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
 	b, err := io.ReadAll(resp.Body)
-	return resp, b, err
+	ex.err = err
+	return ex, b
 }
 
 // classify maps an HTTP status to an outcome.
@@ -640,35 +831,35 @@ func classify(code int) outcome {
 }
 
 func (l *load) postOne(id string, body []byte) result {
-	resp, b, err := l.post("/v1/messages/order", "application/json", body)
-	if resp == nil {
-		return result{id: id, out: unknown, detail: err.Error()}
+	ex, b := l.post("/v1/messages/order", "application/json", body)
+	if ex.code == 0 {
+		return result{id: id, out: unknown, detail: ex.err.Error(), ex: ex}
 	}
 	// A 2xx is an acknowledgement even when the body was cut short.
-	r := result{id: id, out: classify(resp.StatusCode)}
+	r := result{id: id, out: classify(ex.code), ex: ex}
 	if r.out != ok {
-		r.detail = fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(b))
+		r.detail = fmt.Sprintf("%d %s", ex.code, bytes.TrimSpace(b))
 	}
 	return r
 }
 
 func (l *load) postBatch(ids []string, body []byte) []result {
+	ex, b := l.post("/v1/messages/order/batch", "application/x-ndjson", body)
 	all := func(out outcome, detail string) []result {
 		res := make([]result, len(ids))
 		for i, id := range ids {
-			res[i] = result{id: id, out: out, detail: detail}
+			res[i] = result{id: id, out: out, detail: detail, ex: ex}
 		}
 		return res
 	}
-	resp, b, err := l.post("/v1/messages/order/batch", "application/x-ndjson", body)
-	if resp == nil {
-		return all(unknown, err.Error())
+	if ex.code == 0 {
+		return all(unknown, ex.err.Error())
 	}
-	detail := fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(b))
-	if resp.StatusCode == http.StatusAccepted { // every line accepted
+	detail := fmt.Sprintf("%d %s", ex.code, bytes.TrimSpace(b))
+	if ex.code == http.StatusAccepted { // every line accepted
 		return all(ok, "")
 	}
-	if err != nil {
+	if ex.err != nil {
 		return all(unknown, detail)
 	}
 	// 207 or 400 carry one result per line; other statuses speak for the whole batch.
@@ -678,9 +869,9 @@ func (l *load) postBatch(ids []string, body []byte) []result {
 			Code int    `json:"code"`
 		} `json:"results"`
 	}
-	if (resp.StatusCode != http.StatusMultiStatus && resp.StatusCode != http.StatusBadRequest) ||
+	if (ex.code != http.StatusMultiStatus && ex.code != http.StatusBadRequest) ||
 		json.Unmarshal(b, &br) != nil || len(br.Results) != len(ids) {
-		out := classify(resp.StatusCode)
+		out := classify(ex.code)
 		if out == ok { // a 2xx we cannot read line by line
 			out = unknown
 		}
@@ -689,9 +880,9 @@ func (l *load) postBatch(ids []string, body []byte) []result {
 	res := make([]result, len(ids))
 	for i, id := range ids {
 		lr := br.Results[i]
-		res[i] = result{id: id, out: classify(lr.Code)}
+		res[i] = result{id: id, out: classify(lr.Code), ex: ex}
 		if lr.ID != id {
-			res[i] = result{id: id, out: unknown, detail: fmt.Sprintf("line %d answered for id %q", i+1, lr.ID)}
+			res[i] = result{id: id, out: unknown, detail: fmt.Sprintf("line %d answered for id %q", i+1, lr.ID), ex: ex}
 		} else if res[i].out != ok {
 			res[i].detail = fmt.Sprintf("line %d: %d in %s", i+1, lr.Code, detail)
 		}
