@@ -208,14 +208,39 @@ loop:
 			}
 		}
 	}
-	// Records not yet handed to a worker stay uncommitted and are delivered again next time.
+	// Drain, bounded by DrainTimeout: no more fetching and no more retries. On a clean stop the
+	// records already fetched keep going to the workers, so that the finished prefix (and thus
+	// the commit) reaches as far as it can and fewer effects are repeated after the restart;
+	// whatever is left when the bound passes stays uncommitted and is handled again next time.
 	close(s.stopped)
 	stopFetch()
-
-	// Drain: no new batches; wait for the running ones, bounded by DrainTimeout.
+	deadline := time.NewTimer(s.cfg.DrainTimeout)
+	defer deadline.Stop()
+	cancelAt := time.AfterFunc(s.cfg.DrainTimeout, cancelWork) // running calls get the same bound
+	defer cancelAt.Stop()
+	if runErr == nil {
+	drain:
+		for pending != nil || len(s.ready) > 0 || s.running > 0 {
+			var work chan []*item
+			if pending == nil && len(s.ready) > 0 && s.running < s.cfg.Workers {
+				pending = s.nextBatch()
+			}
+			if pending != nil {
+				work = s.work
+			}
+			select {
+			case work <- pending:
+				pending = nil
+				s.running++
+			case r := <-s.results:
+				s.running--
+				s.finish(r)
+			case <-deadline.C:
+				break drain
+			}
+		}
+	}
 	close(s.work)
-	drain := time.AfterFunc(s.cfg.DrainTimeout, cancelWork)
-	defer drain.Stop()
 	for s.running > 0 {
 		r := <-s.results
 		s.running--

@@ -289,3 +289,69 @@ func TestPoisonRecordDoesNotStopTheStage(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A clean stop finishes the records already fetched (within DrainTimeout) and commits them, so
+// the next consumer of the group sees each record once: handled before the stop or after it,
+// never both.
+func TestCleanStopRepeatsNothing(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	defer l.Close()
+	const n = 300
+	fill(t, l, "in", n, 7) // keys repeat: records wait behind their key while others finish
+	var mu sync.Mutex
+	seen := map[string]int{}
+	handle := func(ctx context.Context, recs []buffer.Record) []error {
+		time.Sleep(200 * time.Microsecond)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range recs {
+			seen[string(r.Value)]++
+		}
+		return nil
+	}
+	cfg := runtime.Config{Name: "t", Topic: "in", Group: "g", Workers: 3, BatchSize: 5, Window: 20, DrainTimeout: 20 * time.Second}
+	stop := run(t, l, cfg, handle)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		k := len(seen)
+		mu.Unlock()
+		if k >= 50 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("nothing handled")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	if len(seen) == n {
+		t.Fatal("the first consumer handled everything: the test needs a smaller window")
+	}
+	mu.Unlock()
+	cfg.Name = "t2"
+	stop = run(t, l, cfg, handle)
+	for {
+		mu.Lock()
+		k := len(seen)
+		mu.Unlock()
+		if k == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d records handled", k, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for v, c := range seen {
+		if c != 1 {
+			t.Fatalf("%s handled %d times", v, c)
+		}
+	}
+}
