@@ -203,7 +203,9 @@ loop:
 			s.running++
 		case <-tick.C:
 			if err := s.commit(ctx); err != nil {
-				runErr = err
+				if ctx.Err() == nil { // not just the stop arriving mid-commit
+					runErr = err
+				}
 				break loop
 			}
 		}
