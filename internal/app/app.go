@@ -362,9 +362,6 @@ func (a *App) IngestAddr() string { return a.ingestLn.Addr().String() }
 // AdminAddr is the address the admin listener is bound to.
 func (a *App) AdminAddr() string { return a.adminLn.Addr().String() }
 
-// Store exposes the state store (status trails) to tests and the CLI.
-func (a *App) Store() *state.Store { return a.store }
-
 // Run serves until ctx ends, then shuts down in order and returns. It returns early with an
 // error when a listener or a stage fails.
 func (a *App) Run(ctx context.Context) error {
