@@ -246,6 +246,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	stage := func(name, topic string, workers, batch int, h runtime.Handler) {
 		done := &atomic.Int64{}
 		a.finished[name] = done
+		var lastRetryLog atomic.Int64 // unix ns; at most one retry line per second per stage
 		a.stages = append(a.stages, stageSpec{
 			cfg: runtime.Config{Name: name, Topic: topic, Group: topic, Workers: workers, Window: rt.Window, BatchSize: batch,
 				DrainTimeout: rt.ShutdownTimeout.D(), Logger: a.log,
@@ -258,7 +259,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 				OnRetry: func(r buffer.Record, attempt int, err error, next time.Duration) {
 					m.Retries.WithLabelValues(name).Inc()
 					pipeline.Retrying(a.store, stageOf(name))(r, attempt, err, next)
-					if attempt == 1 || attempt%10 == 0 {
+					// A partner that is down fails every message: log a sample, not a flood (the
+					// metrics and each message's trail count them all).
+					now := time.Now().UnixNano()
+					if last := lastRetryLog.Load(); now-last >= int64(time.Second) && lastRetryLog.CompareAndSwap(last, now) {
 						a.log.Info("will retry", "stage", name, "attempt", attempt, "in", next.Round(time.Millisecond), "err", err)
 					}
 				}},
