@@ -7,6 +7,7 @@ package app
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,14 +23,17 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/weirhq/weir/internal/admin"
 	"github.com/weirhq/weir/internal/buffer"
 	"github.com/weirhq/weir/internal/buffer/embedded"
 	"github.com/weirhq/weir/internal/config"
 	"github.com/weirhq/weir/internal/deliver"
 	"github.com/weirhq/weir/internal/format"
 	"github.com/weirhq/weir/internal/ingest"
+	"github.com/weirhq/weir/internal/message"
 	"github.com/weirhq/weir/internal/obs"
 	"github.com/weirhq/weir/internal/pipeline"
+	"github.com/weirhq/weir/internal/retry"
 	"github.com/weirhq/weir/internal/runtime"
 	"github.com/weirhq/weir/internal/sink"
 	sqlsink "github.com/weirhq/weir/internal/sink/sql"
@@ -60,6 +64,8 @@ type App struct {
 	dbs     map[string]*sqlsink.DB
 	gateway *ingest.Gateway
 	stages  []stageSpec
+	retries *retry.Retries
+	health  map[string]*deliver.Health // by endpoint
 
 	ingestLn, adminLn net.Listener
 	ingestSrv         *http.Server
@@ -83,13 +89,15 @@ type compiled struct {
 	types   []ingest.Type
 	routes  map[string]*pipeline.Route
 	clients []ingest.Client
+	steps   map[string]retry.Policy // process and persist schedule by type
+	deliver map[string]retry.Policy // by endpoint
 }
 
 // compile turns the config's schemas, jq programs and tokens into their runtime forms,
 // reporting every problem.
 func compile(cfg *config.Config) (*compiled, error) {
 	var probs config.Problems
-	c := &compiled{routes: map[string]*pipeline.Route{}}
+	c := &compiled{routes: map[string]*pipeline.Route{}, steps: map[string]retry.Policy{}, deliver: map[string]retry.Policy{}}
 	for i, t := range cfg.Types {
 		at := fmt.Sprintf("types[%d]", i)
 		it := ingest.Type{Name: t.Name, KeyPointer: t.Key, IDPointer: t.ID}
@@ -117,6 +125,7 @@ func compile(cfg *config.Config) (*compiled, error) {
 		}
 		c.types = append(c.types, it)
 		c.routes[t.Name] = route
+		c.steps[t.Name] = policy(t.Pipeline.Retry, retry.StepPolicy())
 	}
 	for _, cl := range cfg.Clients {
 		ic := ingest.Client{ID: cl.ID, Types: map[string]bool{}}
@@ -135,8 +144,24 @@ func compile(cfg *config.Config) (*compiled, error) {
 		if _, err := endpoint(&e); err != nil {
 			probs.Add(fmt.Sprintf("endpoints[%d]", i), "%v", err)
 		}
+		c.deliver[e.Name] = policy(e.Retry, retry.DeliverPolicy())
 	}
 	return c, probs.Err()
+}
+
+// policy turns a configured schedule into a retry policy; def applies when none is configured.
+func policy(r *config.Retry, def retry.Policy) retry.Policy {
+	if r == nil {
+		return def
+	}
+	p := retry.Policy{Jitter: 0.1, MaxAttempts: r.MaxAttempts, MaxAge: r.MaxAge.D()}
+	for _, d := range r.Schedule {
+		p.Schedule = append(p.Schedule, d.D())
+	}
+	if r.Jitter != nil {
+		p.Jitter = *r.Jitter
+	}
+	return p
 }
 
 func endpoint(e *config.Endpoint) (*deliver.Endpoint, error) {
@@ -241,43 +266,63 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		sinks[t.Name] = tbl
 	}
 
-	// Stages.
+	// Failure handling: durable retries, dead letters, endpoint health.
 	m := a.metrics
-	stage := func(name, topic string, workers, batch int, h runtime.Handler) {
+	a.retries = retry.New(retry.Config{Store: a.store, Logger: a.log, Notify: a.notifier(),
+		Outcome: func(topic string, retried int, dead []state.DeadLetter) {
+			m.Retries.WithLabelValues(topic).Add(float64(retried))
+			for _, d := range dead {
+				m.Dead.WithLabelValues(topic, d.Reason).Inc()
+			}
+			if c := a.finished[topic]; c != nil {
+				c.Add(int64(len(dead)))
+			}
+		}}, a.hasStage)
+	a.health = map[string]*deliver.Health{}
+	for _, e := range cfg.Endpoints {
+		if a.health[e.Name], err = a.endpointHealth(e); err != nil {
+			return nil, err
+		}
+	}
+
+	// Stages.
+	stage := func(name, topic string, workers, batch int, h runtime.Handler, st retry.Stage, gate func(context.Context) error) {
 		done := &atomic.Int64{}
 		a.finished[name] = done
-		var lastRetryLog atomic.Int64 // unix ns; at most one retry line per second per stage
+		st.Topic = topic
 		a.stages = append(a.stages, stageSpec{
 			cfg: runtime.Config{Name: name, Topic: topic, Group: topic, Workers: workers, Window: rt.Window, BatchSize: batch,
-				DrainTimeout: rt.ShutdownTimeout.D(), Logger: a.log,
-				OnPermanent: func(r buffer.Record, err error) {
-					m.Handled.WithLabelValues(name, "failed").Inc()
-					done.Add(1)
-					pipeline.Failed(a.store, stageOf(name))(r, err)
-					a.log.Warn("message failed permanently", "stage", name, "err", err)
-				},
-				OnRetry: func(r buffer.Record, attempt int, err error, next time.Duration) {
-					m.Retries.WithLabelValues(name).Inc()
-					pipeline.Retrying(a.store, stageOf(name))(r, attempt, err, next)
-					// A partner that is down fails every message: log a sample, not a flood (the
-					// metrics and each message's trail count them all).
-					now := time.Now().UnixNano()
-					if last := lastRetryLog.Load(); now-last >= int64(time.Second) && lastRetryLog.CompareAndSwap(last, now) {
-						a.log.Info("will retry", "stage", name, "attempt", attempt, "in", next.Round(time.Millisecond), "err", err)
-					}
-				}},
+				DrainTimeout: rt.ShutdownTimeout.D(), Logger: a.log, Fail: a.retries.Handler(st), Gate: gate},
 			handler: instrument(m, name, done, h),
 		})
 	}
-	stage(pipeline.StageProcess, pipeline.TopicProcess, rt.Workers, rt.BatchSize, pipeline.Process(a.buf, a.store, c.routes))
+	steps := func(typ string) retry.Policy {
+		if p, ok := c.steps[typ]; ok {
+			return p
+		}
+		return retry.StepPolicy()
+	}
+	stage(pipeline.StageProcess, pipeline.TopicProcess, rt.Workers, rt.BatchSize, pipeline.Process(a.buf, a.store, c.routes),
+		retry.Stage{Name: pipeline.StageProcess, Policy: steps}, nil)
 	if len(sinks) > 0 {
-		stage(pipeline.StagePersist, pipeline.TopicPersist, rt.Workers, rt.BatchSize, pipeline.Persist(a.store, sinks))
+		stage(pipeline.StagePersist, pipeline.TopicPersist, rt.Workers, rt.BatchSize, pipeline.Persist(a.store, sinks),
+			retry.Stage{Name: pipeline.StagePersist, Policy: steps}, nil)
 	}
 	dc := deliver.New(deliver.Config{AllowPrivate: opts.AllowPrivate})
 	for i := range cfg.Endpoints {
 		ep, _ := endpoint(&cfg.Endpoints[i])
+		h := a.health[ep.Name]
+		p := c.deliver[ep.Name]
 		// Deliveries of a batch run concurrently; workers × batch bounds the requests in flight.
-		stage(pipeline.DeliverTopic(ep.Name), pipeline.DeliverTopic(ep.Name), rt.DeliverWorkers/8+1, 8, pipeline.Deliver(a.store, dc, ep))
+		stage(pipeline.DeliverTopic(ep.Name), pipeline.DeliverTopic(ep.Name), rt.DeliverWorkers/8+1, 8, pipeline.Deliver(a.store, dc, ep, h),
+			retry.Stage{Name: pipeline.StageDeliver, Endpoint: ep.Name, Policy: func(string) retry.Policy { return p },
+				OnGone: func() {
+					if err := h.Pause("the partner answered 410 Gone", time.Now()); err != nil {
+						a.log.Error("pausing an endpoint", "endpoint", ep.Name, "err", err)
+					}
+					a.log.Warn("endpoint disabled: the partner answered 410 Gone; resume it with weir endpoints resume", "endpoint", ep.Name)
+				}},
+			h.Wait)
 	}
 
 	if a.gateway, err = ingest.New(ingest.Config{
@@ -311,13 +356,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	return a, nil
 }
 
-func stageOf(name string) string {
-	if strings.HasPrefix(name, "deliver.") {
-		return pipeline.StageDeliver
-	}
-	return name
-}
-
 func instrument(m *obs.Metrics, name string, done *atomic.Int64, h runtime.Handler) runtime.Handler {
 	dur := m.HandleDur.WithLabelValues(name)
 	ok := m.Handled.WithLabelValues(name, "ok")
@@ -334,6 +372,75 @@ func instrument(m *obs.Metrics, name string, done *atomic.Int64, h runtime.Handl
 		ok.Add(float64(n))
 		done.Add(int64(n))
 		return errs
+	}
+}
+
+// hasStage reports whether a stage consumes topic.
+func (a *App) hasStage(topic string) bool {
+	for _, s := range a.stages {
+		if s.cfg.Topic == topic {
+			return true
+		}
+	}
+	return false
+}
+
+// endpointHealth builds an endpoint's health from its stored pause, reporting to the metrics.
+func (a *App) endpointHealth(e config.Endpoint) (*deliver.Health, error) {
+	st, err := a.store.Endpoint(e.Name)
+	if err != nil {
+		return nil, err
+	}
+	if st.Paused {
+		a.log.Warn("endpoint is paused; resume it with weir endpoints resume", "endpoint", e.Name, "reason", st.Reason, "since", st.Since)
+	}
+	gauge, streak := a.metrics.Endpoint.WithLabelValues(e.Name), a.metrics.Streak.WithLabelValues(e.Name)
+	return deliver.NewHealth(deliver.HealthConfig{FailingAfter: e.Health.FailingAfter, PauseAfter: e.Health.PauseAfter.D()},
+		deliver.Pause{Paused: st.Paused, Reason: st.Reason, Since: st.Since},
+		func(p deliver.Pause) error {
+			return a.store.SetEndpoint(e.Name, state.EndpointState{Paused: p.Paused, Reason: p.Reason, Since: p.Since})
+		},
+		func(s string, failures int) {
+			gauge.Set(map[string]float64{deliver.Healthy: 0, deliver.Failing: 1, deliver.Paused: 2}[s])
+			streak.Set(float64(failures))
+		}), nil
+}
+
+// Operations events, delivered to dead_letters.notify.
+const (
+	EventExhausted    = "message.exhausted"     // the retry schedule ran out
+	EventDeadLettered = "message.dead_lettered" // failed for good for another reason
+	opsClient         = "weir"
+	opsType           = "weir.operations"
+)
+
+// notifier turns dead letters into operations events for the configured endpoint (nil when none
+// is configured). The notify endpoint's own dead letters announce nothing, so that a failing
+// operations webhook cannot feed itself.
+func (a *App) notifier() func([]state.DeadLetter) (string, []buffer.Message) {
+	ep := a.cfg.DeadLetters.Notify
+	if ep == "" {
+		return nil
+	}
+	return func(letters []state.DeadLetter) (string, []buffer.Message) {
+		var msgs []buffer.Message
+		for _, d := range letters {
+			if d.Endpoint == ep || d.Client == opsClient {
+				continue
+			}
+			typ := EventDeadLettered
+			if d.Reason == state.ReasonExhausted {
+				typ = EventExhausted
+			}
+			body, err := json.Marshal(map[string]any{"type": typ, "timestamp": d.LastAt, "data": d})
+			if err != nil {
+				continue
+			}
+			m := message.Message{ID: "dl_" + d.ID, Client: opsClient, Type: opsType, Key: d.ID, Endpoint: ep,
+				ReceivedAt: d.LastAt, Payload: body}
+			msgs = append(msgs, buffer.Message{Key: []byte(m.Key), Value: m.Encode()})
+		}
+		return pipeline.DeliverTopic(ep), msgs
 	}
 }
 
@@ -372,7 +479,7 @@ func (a *App) Run(ctx context.Context) error {
 	defer a.close()
 	stageCtx, stopStages := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopStages()
-	failed := make(chan error, len(a.stages)+3)
+	failed := make(chan error, len(a.stages)+4)
 	var stages sync.WaitGroup
 	for _, s := range a.stages {
 		stages.Add(1)
@@ -391,10 +498,16 @@ func (a *App) Run(ctx context.Context) error {
 	if !a.opts.HoldStages {
 		a.StartStages()
 	}
-	stages.Add(1)
+	stages.Add(2)
 	go func() {
 		defer stages.Done()
-		a.expireReceipts(stageCtx)
+		a.expire(stageCtx)
+	}()
+	go func() {
+		defer stages.Done()
+		if err := a.retries.Run(stageCtx); err != nil {
+			failed <- fmt.Errorf("retry scheduler: %w", err)
+		}
 	}()
 	go a.watchLog(stageCtx, failed)
 	serve := func(srv *http.Server, ln net.Listener) {
@@ -458,8 +571,8 @@ func (a *App) watchLog(ctx context.Context, failed chan<- error) {
 	}
 }
 
-// expireReceipts forgets dedup receipts older than the retention, once a minute.
-func (a *App) expireReceipts(ctx context.Context) {
+// expire forgets dedup receipts and dead letters older than their retentions, once a minute.
+func (a *App) expire(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
@@ -473,6 +586,9 @@ func (a *App) expireReceipts(ctx context.Context) {
 			a.log.Warn("expiring dedup receipts", "err", err)
 		} else if n > 0 {
 			a.log.Debug("expired dedup receipts", "count", n)
+		}
+		if err := a.store.ExpireDeadLetters(time.Now().Add(-a.cfg.DeadLetters.Retention.D())); err != nil {
+			a.log.Warn("expiring dead letters", "err", err)
 		}
 	}
 }
@@ -499,6 +615,7 @@ func (a *App) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", a.metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	(&admin.API{Store: a.store, Retries: a.retries, Endpoints: a.health, Logger: a.log}).Register(mux)
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)

@@ -26,6 +26,8 @@ type Config struct {
 	Clients   []Client   `yaml:"clients"`
 	Types     []Type     `yaml:"types"`
 	Endpoints []Endpoint `yaml:"endpoints"`
+	// DeadLetters configures the dead-letter store.
+	DeadLetters DeadLetters `yaml:"dead_letters"`
 
 	// Dir is the directory relative paths are resolved against (the config file's directory).
 	Dir string `yaml:"-"`
@@ -101,6 +103,30 @@ type Pipeline struct {
 	Process []Step   `yaml:"process"`
 	Sink    *Sink    `yaml:"sink"`
 	Deliver []string `yaml:"deliver"`
+	// Retry is the schedule of the process and persist steps for this type (default: 1s, 5s,
+	// 30s, 2m, 10m, 30m, 1h, 2h, 5h, 10h).
+	Retry *Retry `yaml:"retry"`
+}
+
+// Retry is a retry schedule: the first attempt runs at once, then one more after each delay.
+type Retry struct {
+	Schedule    []Duration `yaml:"schedule"`
+	Jitter      *float64   `yaml:"jitter"`       // ± fraction of each delay (default 0.1)
+	MaxAttempts int        `yaml:"max_attempts"` // attempts in all (default len(schedule)+1)
+	MaxAge      Duration   `yaml:"max_age"`      // give up this long after the first failure (0: no limit)
+}
+
+// DeadLetters configures the dead-letter store.
+type DeadLetters struct {
+	Retention Duration `yaml:"retention"` // how long dead letters are kept (default 720h = 30 days)
+	// Notify names an endpoint that receives a "message.dead_lettered" event for each dead letter.
+	Notify string `yaml:"notify"`
+}
+
+// Health says when an endpoint counts as failing and when its deliveries pause.
+type Health struct {
+	FailingAfter int      `yaml:"failing_after"` // consecutive failed attempts (default 5)
+	PauseAfter   Duration `yaml:"pause_after"`   // pause when failing this long (default: never)
 }
 
 // Step is one process step. Exactly one kind is set.
@@ -134,6 +160,9 @@ type Endpoint struct {
 	Timeout      Duration          `yaml:"timeout"`
 	Headers      map[string]string `yaml:"headers"`
 	AllowPrivate bool              `yaml:"allow_private"`
+	// Retry is the delivery schedule (default: at once, then 5s, 5m, 30m, 2h, 5h, 10h, 10h).
+	Retry  *Retry `yaml:"retry"`
+	Health Health `yaml:"health"`
 }
 
 // Secret is a credential. It should come from ${ENV}; it never prints.

@@ -83,6 +83,31 @@ func (c *Config) applyDefaults() {
 	}
 	for i := range c.Endpoints {
 		setDur(&c.Endpoints[i].Timeout, 10*time.Second)
+		setInt(&c.Endpoints[i].Health.FailingAfter, 5)
+	}
+	setDur(&c.DeadLetters.Retention, 30*24*time.Hour)
+}
+
+func checkRetry(p *Problems, at string, r *Retry) {
+	if r == nil {
+		return
+	}
+	if len(r.Schedule) == 0 {
+		p.Add(at+".schedule", "required: the delays between attempts (like [5s, 1m, 10m])")
+	}
+	for i, d := range r.Schedule {
+		if d < 0 {
+			p.Add(fmt.Sprintf("%s.schedule[%d]", at, i), "must not be negative")
+		}
+	}
+	if r.Jitter != nil && (*r.Jitter < 0 || *r.Jitter >= 1) {
+		p.Add(at+".jitter", "must be at least 0 and below 1, got %g", *r.Jitter)
+	}
+	if r.MaxAttempts < 0 {
+		p.Add(at+".max_attempts", "must not be negative")
+	}
+	if r.MaxAge < 0 {
+		p.Add(at+".max_age", "must not be negative")
 	}
 }
 
@@ -175,6 +200,7 @@ func (c *Config) validate(p *Problems) {
 				p.Add(fmt.Sprintf("%s.pipeline.deliver[%d]", at, j), "unknown endpoint %q", ep)
 			}
 		}
+		checkRetry(p, at+".pipeline.retry", t.Pipeline.Retry)
 		if t.Pipeline.Sink == nil && len(t.Pipeline.Deliver) == 0 {
 			p.Add(at+".pipeline", "has neither a sink nor an endpoint to deliver to: messages would go nowhere")
 		}
@@ -226,6 +252,19 @@ func (c *Config) validate(p *Problems) {
 		if ep.Timeout.D() <= 0 || ep.Timeout.D() > 5*time.Minute {
 			p.Add(at+".timeout", "must be between 1ms and 5m")
 		}
+		checkRetry(p, at+".retry", ep.Retry)
+		if ep.Health.FailingAfter < 1 {
+			p.Add(at+".health.failing_after", "must be at least 1")
+		}
+		if ep.Health.PauseAfter < 0 {
+			p.Add(at+".health.pause_after", "must not be negative")
+		}
+	}
+	if n := c.DeadLetters.Notify; n != "" && c.Endpoint(n) == nil {
+		p.Add("dead_letters.notify", "unknown endpoint %q", n)
+	}
+	if c.DeadLetters.Retention <= 0 {
+		p.Add("dead_letters.retention", "must be positive")
 	}
 }
 

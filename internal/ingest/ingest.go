@@ -589,19 +589,33 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, st)
 }
 
-// overall sums a trail up: failed or retrying when any stage is; delivered (or persisted) once
-// every expected effect happened; otherwise the latest status.
+// overall sums a trail up from the latest event of each stage and endpoint: dead-lettered,
+// failed or retrying when any is; delivered (or persisted) once every expected effect happened;
+// otherwise the latest status.
 func (g *Gateway) overall(typ string, trail []state.Event) string {
-	done := map[string]bool{}
+	latest := map[string]string{} // stage/endpoint → its latest status (trail is oldest first)
 	for _, e := range trail {
-		switch e.Status {
+		latest[e.Stage+"\x00"+e.Endpoint] = e.Status
+	}
+	done := map[string]bool{}
+	worst := ""
+	for _, e := range trail {
+		st := latest[e.Stage+"\x00"+e.Endpoint]
+		switch st {
+		case state.StatusDead:
+			worst = st
 		case state.StatusFailed, state.StatusRetrying:
-			return e.Status
+			if worst != state.StatusDead {
+				worst = st
+			}
 		case state.StatusPersisted:
 			done["persist"] = true
 		case state.StatusDelivered:
 			done["deliver:"+e.Endpoint] = true
 		}
+	}
+	if worst != "" {
+		return worst
 	}
 	if t := g.types[typ]; t != nil && len(t.Expect) > 0 {
 		all := true

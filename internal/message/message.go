@@ -17,12 +17,14 @@ type Message struct {
 	Type       string    // message type
 	Key        string    // ordering key (the type's key pointer), or ID when the type has none
 	Endpoint   string    // target endpoint on deliver topics; empty elsewhere
-	Attempt    uint32    // delivery attempts already made (for re-appended retries)
+	Attempt    uint32    // attempts of the current stage that already failed (set by retries)
+	FailedAt   time.Time // when the current stage first failed it (zero before any failure)
 	ReceivedAt time.Time // when ingest accepted it
 	Payload    []byte
 }
 
-const version = 1
+// version 2 added FailedAt; version 1 envelopes still decode.
+const version = 2
 
 // ErrMalformed is returned when bytes do not decode as a Message.
 var ErrMalformed = errors.New("message: malformed envelope")
@@ -36,6 +38,11 @@ func (m *Message) Append(dst []byte) []byte {
 	dst = appendString(dst, m.Key)
 	dst = appendString(dst, m.Endpoint)
 	dst = binary.AppendUvarint(dst, uint64(m.Attempt))
+	var failed int64
+	if !m.FailedAt.IsZero() {
+		failed = m.FailedAt.UnixNano()
+	}
+	dst = binary.AppendVarint(dst, failed)
 	dst = binary.AppendVarint(dst, m.ReceivedAt.UnixNano())
 	dst = binary.AppendUvarint(dst, uint64(len(m.Payload)))
 	return append(dst, m.Payload...)
@@ -43,13 +50,13 @@ func (m *Message) Append(dst []byte) []byte {
 
 // Encode returns the binary form of m.
 func (m *Message) Encode() []byte {
-	return m.Append(make([]byte, 0, 64+len(m.ID)+len(m.Client)+len(m.Type)+len(m.Key)+len(m.Payload)))
+	return m.Append(make([]byte, 0, 74+len(m.ID)+len(m.Client)+len(m.Type)+len(m.Key)+len(m.Payload)))
 }
 
 // Decode parses b into a Message. Payload aliases b.
 func Decode(b []byte) (Message, error) {
 	var m Message
-	if len(b) == 0 || b[0] != version {
+	if len(b) == 0 || (b[0] != version && b[0] != 1) {
 		return m, ErrMalformed
 	}
 	d := decoder{b: b[1:]}
@@ -59,6 +66,11 @@ func Decode(b []byte) (Message, error) {
 	m.Key = d.string()
 	m.Endpoint = d.string()
 	m.Attempt = uint32(d.uvarint())
+	if b[0] >= 2 {
+		if ns := d.varint(); ns != 0 {
+			m.FailedAt = time.Unix(0, ns).UTC()
+		}
+	}
 	m.ReceivedAt = time.Unix(0, d.varint()).UTC()
 	m.Payload = d.bytes()
 	if d.err != nil || len(d.b) != 0 {

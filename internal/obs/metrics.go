@@ -17,6 +17,9 @@ type Metrics struct {
 	Handled   *prometheus.CounterVec   // records finished by a stage, by stage and outcome
 	Retries   *prometheus.CounterVec   // transient failures scheduled for retry, by stage
 	HandleDur *prometheus.HistogramVec // handler call latency, by stage
+	Dead      *prometheus.CounterVec   // messages dead-lettered, by stage and reason
+	Endpoint  *prometheus.GaugeVec     // endpoint health: 0 healthy, 1 failing, 2 paused
+	Streak    *prometheus.GaugeVec     // consecutive failed attempts, by endpoint
 }
 
 // New registers Weir's metrics on a fresh registry.
@@ -29,7 +32,10 @@ func New() *Metrics {
 		HandleDur: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "weir_stage_batch_seconds", Help: "Time a stage handler takes per batch.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}, []string{"stage"}),
 	}
-	m.Registry.MustRegister(m.Accepted, m.Handled, m.Retries, m.HandleDur,
+	m.Dead = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weir_dead_letters_total", Help: "Messages dead-lettered."}, []string{"stage", "reason"})
+	m.Endpoint = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "weir_endpoint_state", Help: "Endpoint health: 0 healthy, 1 failing, 2 paused."}, []string{"endpoint"})
+	m.Streak = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "weir_endpoint_consecutive_failures", Help: "Consecutive failed delivery attempts."}, []string{"endpoint"})
+	m.Registry.MustRegister(m.Accepted, m.Handled, m.Retries, m.HandleDur, m.Dead, m.Endpoint, m.Streak,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

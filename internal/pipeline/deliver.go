@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/weirhq/weir/internal/buffer"
 	"github.com/weirhq/weir/internal/deliver"
@@ -14,7 +15,8 @@ import (
 // Deliver returns the handler of one endpoint's deliver stage: each message is POSTed, signed,
 // with webhook-id = message id, so a retry or a redelivery after a crash carries the same id.
 // The records of a batch (all of different keys) are sent concurrently.
-func Deliver(rec Recorder, client *deliver.Client, ep *deliver.Endpoint) func(context.Context, []buffer.Record) []error {
+// Every attempt's outcome goes to health (optional), which counts failure streaks.
+func Deliver(rec Recorder, client *deliver.Client, ep *deliver.Endpoint, health *deliver.Health) func(context.Context, []buffer.Record) []error {
 	return func(ctx context.Context, recs []buffer.Record) []error {
 		errs := make([]error, len(recs))
 		events := make([]state.Event, len(recs))
@@ -24,6 +26,13 @@ func Deliver(rec Recorder, client *deliver.Client, ep *deliver.Endpoint) func(co
 			go func() {
 				defer wg.Done()
 				events[i], errs[i] = deliverOne(ctx, client, ep, r)
+				if health != nil && !fault.IsShutdown(ctx, errs[i]) {
+					msg := ""
+					if errs[i] != nil {
+						msg = errs[i].Error()
+					}
+					health.Observe(errs[i] == nil, msg, time.Now())
+				}
 			}()
 		}
 		wg.Wait()
@@ -55,5 +64,6 @@ func deliverOne(ctx context.Context, client *deliver.Client, ep *deliver.Endpoin
 	}
 	e := event(&m, StageDeliver, state.StatusDelivered)
 	e.Code = res.Status
+	e.Attempts = int(m.Attempt) + 1
 	return e, nil
 }

@@ -4,16 +4,13 @@
 //	[process] jq steps, then route → [persist] SQL upsert
 //	                               → [deliver.<endpoint>] signed webhook, one topic per endpoint
 //
-// Each handler records the outcome of every message in its status trail. Handlers never block on
-// a failure: they return it and the runtime schedules the retry.
+// Each handler records every success in the message's status trail. Handlers never block on a
+// failure: they return it, and internal/retry schedules the next attempt or dead-letters it.
 package pipeline
 
 import (
-	"errors"
 	"time"
 
-	"github.com/weirhq/weir/internal/buffer"
-	"github.com/weirhq/weir/internal/fault"
 	"github.com/weirhq/weir/internal/message"
 	"github.com/weirhq/weir/internal/state"
 )
@@ -43,54 +40,6 @@ const (
 // event builds a status event for m.
 func event(m *message.Message, stage, status string) state.Event {
 	return state.Event{Client: m.Client, ID: m.ID, Type: m.Type, Stage: stage, Endpoint: m.Endpoint, Status: status, At: time.Now().UTC()}
-}
-
-// Failed returns an OnPermanent hook that records a permanent failure in the trail.
-func Failed(rec Recorder, stage string) func(buffer.Record, error) {
-	return func(r buffer.Record, err error) {
-		m, derr := message.Decode(r.Value)
-		if derr != nil {
-			return
-		}
-		e := event(&m, stage, state.StatusFailed)
-		e.Error = bounded(err.Error())
-		if se := statusOf(err); se != 0 {
-			e.Code = se
-		}
-		rec.Record(e)
-	}
-}
-
-// Retrying returns an OnRetry hook that records the attempt and the next one in the trail.
-func Retrying(rec Recorder, stage string) func(buffer.Record, int, error, time.Duration) {
-	return func(r buffer.Record, attempt int, err error, next time.Duration) {
-		m, derr := message.Decode(r.Value)
-		if derr != nil {
-			return
-		}
-		e := event(&m, stage, state.StatusRetrying)
-		e.Attempts = attempt
-		e.Error = bounded(err.Error())
-		e.Code = statusOf(err)
-		e.NextAt = e.At.Add(next)
-		rec.Record(e)
-	}
-}
-
-func statusOf(err error) int {
-	var se *fault.StatusError
-	if errors.As(err, &se) {
-		return se.Code
-	}
-	return 0
-}
-
-func bounded(s string) string {
-	const max = 512
-	if len(s) > max {
-		return s[:max] + "…"
-	}
-	return s
 }
 
 // each returns a slice of n copies of err (a whole batch failing the same way).

@@ -52,6 +52,8 @@ func Process(log buffer.Buffer, rec Recorder, routes map[string]*Route) func(con
 					continue
 				}
 			}
+			// The next stages start with their own schedules.
+			m.Attempt, m.FailedAt = 0, time.Time{}
 			if route.Persist {
 				out[TopicPersist] = append(out[TopicPersist], buffer.Message{Key: []byte(m.Key), Value: m.Encode()})
 			}

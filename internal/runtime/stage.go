@@ -43,8 +43,18 @@ type Config struct {
 	CommitEvery time.Duration
 	// DrainTimeout bounds how long in-flight handler calls may run after shutdown starts.
 	DrainTimeout time.Duration
+	// Fail, when set, takes every failed record of a handler call (transient or permanent) and
+	// owns what happens next — a durable retry schedule, a dead letter. The records count as
+	// finished once it returns nil, so a record waiting for its retry holds up neither its key
+	// nor its partition. An error stops the stage without finishing them.
+	Fail func(recs []buffer.Record, errs []error) error
+	// Without Fail, the stage retries transient failures itself, in memory: the record holds
+	// its key and its partition's commit point until it succeeds.
 	// OnPermanent is told about records that failed permanently (optional).
 	OnPermanent func(rec buffer.Record, err error)
+	// Gate, when set, is called before each fetch and blocks while the stage must not take new
+	// records (a paused endpoint); records stay in the log meanwhile.
+	Gate func(ctx context.Context) error
 	// OnRetry is told about transient failures before the retry is scheduled (optional).
 	OnRetry func(rec buffer.Record, attempt int, err error, next time.Duration)
 	Logger  *slog.Logger
@@ -197,7 +207,10 @@ loop:
 			s.ready = append(s.ready, it)
 		case r := <-s.results:
 			s.running--
-			s.finish(r)
+			if err := s.finish(r); err != nil {
+				runErr = err
+				break loop
+			}
 		case work <- pending:
 			pending = nil
 			s.running++
@@ -236,7 +249,10 @@ loop:
 				s.running++
 			case r := <-s.results:
 				s.running--
-				s.finish(r)
+				if err := s.finish(r); err != nil {
+					runErr = err
+					break drain
+				}
 			case <-deadline.C:
 				break drain
 			}
@@ -246,7 +262,9 @@ loop:
 	for s.running > 0 {
 		r := <-s.results
 		s.running--
-		s.finish(r)
+		if err := s.finish(r); err != nil && runErr == nil {
+			runErr = err
+		}
 	}
 	workers.Wait()
 	if err := s.commit(context.WithoutCancel(ctx)); err != nil && runErr == nil {
@@ -260,6 +278,11 @@ loop:
 // fetch pulls records while both the window and the span have room.
 func (s *Stage) fetch(ctx context.Context) error {
 	for {
+		if s.cfg.Gate != nil {
+			if err := s.cfg.Gate(ctx); err != nil {
+				return err
+			}
+		}
 		n, err := s.window.acquire(ctx, s.cfg.BatchSize*4)
 		if err != nil {
 			return err
@@ -349,7 +372,27 @@ func (s *Stage) call(ctx context.Context, batch []*item) (errs []error) {
 	return errs
 }
 
-func (s *Stage) finish(r result) {
+func (s *Stage) finish(r result) error {
+	if s.cfg.Fail != nil && r.errs != nil {
+		var recs []buffer.Record
+		var errs []error
+		for i, err := range r.errs {
+			if err != nil {
+				recs = append(recs, r.batch[i].rec)
+				errs = append(errs, err)
+			}
+		}
+		if len(recs) > 0 {
+			if err := s.cfg.Fail(recs, errs); err != nil {
+				// Not finished: the commit stays before them and they run again after a restart.
+				return fmt.Errorf("stage %s: recording %d failures: %w", s.cfg.Name, len(recs), err)
+			}
+		}
+		for _, it := range r.batch {
+			s.done(it)
+		}
+		return nil
+	}
 	for i, it := range r.batch {
 		var err error
 		if r.errs != nil {
@@ -379,6 +422,7 @@ func (s *Stage) finish(r result) {
 		}
 		s.done(it)
 	}
+	return nil
 }
 
 // done marks it finished, releases the next record of its key and advances the commit point.

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -42,6 +43,8 @@ type Store struct {
 	owner DB
 	db    *pebble.DB
 	seen  *filter // every dedup key in the store is in it
+
+	replayMu sync.Mutex // serializes Replay and Discard
 }
 
 // New returns a store on the log's database, which the caller keeps open for the store's
@@ -182,10 +185,12 @@ const (
 	StatusDelivered = "delivered"
 	StatusRetrying  = "retrying"
 	StatusFailed    = "failed"
+	StatusDead      = "dead_lettered"
+	StatusReplayed  = "replayed"
 )
 
-// Event is one step of a message's status trail. The latest event per (stage, endpoint)
-// replaces the one before, so a trail holds one line per stage and endpoint.
+// Event is one step of a message's status trail: one per attempt of each stage and endpoint,
+// bounded by the retry schedules' attempt limits.
 type Event struct {
 	Client   string    `json:"-"`
 	ID       string    `json:"-"`
@@ -198,6 +203,8 @@ type Event struct {
 	Code     int       `json:"status_code,omitempty"`
 	Error    string    `json:"error,omitempty"`
 	NextAt   time.Time `json:"next_attempt_at,omitzero"`
+	Reason   string    `json:"reason,omitempty"`      // why it was dead-lettered
+	Letter   string    `json:"dead_letter,omitempty"` // its dead-letter id
 }
 
 func statusPrefix(client, id string) []byte {
@@ -219,6 +226,7 @@ func typeStatusPrefix(client, id, typ string) []byte {
 
 func eventKV(e Event) (key, value []byte, err error) {
 	k := typeStatusPrefix(e.Client, e.ID, e.Type)
+	k = binary.BigEndian.AppendUint64(k, uint64(e.At.UnixNano()))
 	k = append(k, e.Stage...)
 	k = append(k, 0)
 	k = append(k, e.Endpoint...)

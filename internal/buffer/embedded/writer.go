@@ -47,8 +47,12 @@ func (l *Log) Append(ctx context.Context, topicName string, msgs []buffer.Messag
 	return l.AppendWith(ctx, topicName, msgs, nil)
 }
 
-// KV is a key and value that AppendWith writes beside the records.
-type KV struct{ Key, Value []byte }
+// KV is a key and value that AppendWith writes beside the records, or with Delete a key it
+// removes in the same batch.
+type KV struct {
+	Key, Value []byte
+	Delete     bool
+}
 
 // AppendWith is Append with side writes: side's keys (which must lie outside the log's own
 // prefixes, see PrefixRecords) are written in the same batch as the records, so they become
@@ -246,8 +250,12 @@ func (l *Log) writeGroup(f *inflight, size int, encoded chan struct{}) {
 			_ = op.Finish()
 		}
 		for _, kv := range r.side {
-			// A write-only batch's Set copies and cannot fail.
-			_ = b.Set(kv.Key, kv.Value, nil)
+			// A write-only batch's Set and Delete copy and cannot fail.
+			if kv.Delete {
+				_ = b.Delete(kv.Key, nil)
+			} else {
+				_ = b.Set(kv.Key, kv.Value, nil)
+			}
 		}
 	}
 	close(encoded)

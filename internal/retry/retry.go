@@ -1,0 +1,321 @@
+package retry
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/weirhq/weir/internal/buffer"
+	"github.com/weirhq/weir/internal/fault"
+	"github.com/weirhq/weir/internal/message"
+	"github.com/weirhq/weir/internal/state"
+)
+
+// Clock tells the time; tests move it by hand.
+type Clock interface{ Now() time.Time }
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// Stage describes the stage whose failures a Handler takes.
+type Stage struct {
+	Topic    string // where a retry or a replay is appended
+	Name     string // process, persist or deliver: for trails and dead letters
+	Endpoint string // for deliver stages
+	// Policy returns the schedule for a message type (the step's or the endpoint's).
+	Policy func(typ string) Policy
+	// OnGone is called when a partner answered 410 Gone (deliver stages): disable the endpoint.
+	OnGone func()
+}
+
+// Config configures the retry machinery.
+type Config struct {
+	Store *state.Store
+	Clock Clock          // default: the real clock
+	Rand  func() float64 // jitter source in [0, 1) (default math/rand)
+	// Notify, when set, turns new dead letters into messages for an operations webhook: the
+	// returned topic and messages are appended in the same fsync'd batch as the dead letters.
+	Notify func(letters []state.DeadLetter) (topic string, msgs []buffer.Message)
+	// Outcome, when set, is told what became of each stage's failures (for metrics).
+	Outcome func(topic string, retried int, dead []state.DeadLetter)
+	Logger  *slog.Logger
+}
+
+// Retries is Weir's failure handling: it turns stage failures into durable retries and dead
+// letters, re-injects due retries (Run), and replays dead letters.
+type Retries struct {
+	cfg   Config
+	wake  chan struct{}
+	known func(topic string) bool
+
+	mu      sync.Mutex
+	deadlog time.Time // the last dead-letter log line (sampled to one a second)
+}
+
+// New returns the failure handling over cfg.Store. known reports whether a topic still exists;
+// retries whose stage left the config become dead letters.
+func New(cfg Config, known func(topic string) bool) *Retries {
+	if cfg.Clock == nil {
+		cfg.Clock = realClock{}
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Retries{cfg: cfg, wake: make(chan struct{}, 1), known: known}
+}
+
+// Handler returns the runtime.Config.Fail hook of a stage: every failed record becomes a retry
+// due on the stage's schedule or, when the schedule is exhausted or the error is permanent, a
+// dead letter — each with a status event — in one batch written before the stage commits.
+func (r *Retries) Handler(st Stage) func(recs []buffer.Record, errs []error) error {
+	return func(recs []buffer.Record, errs []error) error {
+		now := r.cfg.Clock.Now().UTC()
+		var retries []state.Retry
+		var letters []state.DeadLetter
+		events := make([]state.Event, 0, len(recs))
+		gone := false
+		for i, rec := range recs {
+			err := errs[i]
+			m, derr := message.Decode(rec.Value)
+			if derr != nil {
+				// Nothing to retry or replay: keep the raw record for inspection.
+				letters = append(letters, state.DeadLetter{ID: state.NewLetterID(now), Topic: st.Topic, Stage: st.Name,
+					Endpoint: st.Endpoint, Reason: state.ReasonPermanent, Error: derr.Error(), Attempts: 1, FirstAt: now,
+					LastAt: now, Key: rec.Key, Message: rec.Value})
+				continue
+			}
+			failed := int(m.Attempt) + 1
+			first := m.FailedAt
+			if first.IsZero() {
+				first = now
+			}
+			code, body := status(err)
+			e := state.Event{Client: m.Client, ID: m.ID, Type: m.Type, Stage: st.Name, Endpoint: st.Endpoint,
+				At: now, Attempts: failed, Code: code, Error: bounded(err.Error())}
+			reason := ""
+			var wait time.Duration
+			switch {
+			case code == http.StatusGone && st.OnGone != nil:
+				reason, gone = state.ReasonGone, true
+			case fault.IsPermanent(err):
+				reason = state.ReasonPermanent
+			default:
+				var ok bool
+				if wait, ok = st.Policy(m.Type).Next(failed, first, now, err, r.cfg.Rand); !ok {
+					reason = state.ReasonExhausted
+				}
+			}
+			if reason != "" {
+				d := state.DeadLetter{ID: state.NewLetterID(now), Topic: st.Topic, Stage: st.Name, Endpoint: st.Endpoint,
+					Client: m.Client, Type: m.Type, MessageID: m.ID, Reason: reason, Error: e.Error, Attempts: failed,
+					FirstAt: first, LastAt: now, Code: code, Response: body, Key: rec.Key, Message: rec.Value}
+				letters = append(letters, d)
+				e.Status, e.Reason, e.Letter = state.StatusDead, reason, d.ID
+				events = append(events, e)
+				continue
+			}
+			m.Attempt, m.FailedAt = uint32(failed), first
+			due := now.Add(wait)
+			retries = append(retries, state.Retry{Topic: st.Topic, Due: due, Key: rec.Key, Value: m.Encode(),
+				Partition: rec.Partition, Offset: rec.Offset})
+			e.Status, e.NextAt = state.StatusRetrying, due
+			events = append(events, e)
+		}
+		var notify *state.Notification
+		if len(letters) > 0 && r.cfg.Notify != nil {
+			if topic, msgs := r.cfg.Notify(letters); len(msgs) > 0 {
+				notify = &state.Notification{Topic: topic, Msgs: msgs}
+			}
+		}
+		if err := r.cfg.Store.Failures(retries, letters, events, notify); err != nil {
+			return err
+		}
+		if gone {
+			st.OnGone()
+		}
+		if r.cfg.Outcome != nil {
+			r.cfg.Outcome(st.Topic, len(retries), letters)
+		}
+		if len(letters) > 0 {
+			r.logDead(st, letters)
+		}
+		if len(retries) > 0 {
+			r.poke()
+		}
+		return nil
+	}
+}
+
+func (r *Retries) logDead(st Stage, letters []state.DeadLetter) {
+	r.mu.Lock()
+	now := time.Now()
+	sample := now.Sub(r.deadlog) >= time.Second
+	if sample {
+		r.deadlog = now
+	}
+	r.mu.Unlock()
+	if sample {
+		d := letters[0]
+		r.cfg.Logger.Warn("dead-lettered", "stage", st.Name, "endpoint", st.Endpoint, "count", len(letters),
+			"message", d.MessageID, "reason", d.Reason, "attempts", d.Attempts, "err", d.Error)
+	}
+}
+
+// poke wakes the scheduler to look at the earliest due retry again.
+func (r *Retries) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run re-injects retries as they fall due until ctx ends. It returns the error that stops it
+// (the log refusing writes).
+func (r *Retries) Run(ctx context.Context) error {
+	for {
+		next, err := r.RunDue(ctx)
+		if err != nil {
+			if fault.IsShutdown(ctx, err) {
+				return nil
+			}
+			return err
+		}
+		wait := time.Second // look again now and then: another process may have written entries
+		if !next.IsZero() {
+			wait = min(wait, next.Sub(r.cfg.Clock.Now()))
+		}
+		if wait <= 0 {
+			continue
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-r.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// RunDue re-injects every retry due now and returns when the next one falls due (zero when none
+// waits).
+func (r *Retries) RunDue(ctx context.Context) (time.Time, error) {
+	for {
+		due, next, err := r.cfg.Store.DueRetries(r.cfg.Clock.Now(), 1024)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if len(due) == 0 {
+			return next, nil
+		}
+		var gone []state.Retry
+		live := due[:0]
+		for _, d := range due {
+			if r.known(d.Topic) {
+				live = append(live, d)
+			} else {
+				gone = append(gone, d)
+			}
+		}
+		if len(gone) > 0 {
+			if err := r.orphan(gone); err != nil {
+				return time.Time{}, err
+			}
+		}
+		if err := r.cfg.Store.Reinject(ctx, live); err != nil {
+			return time.Time{}, err
+		}
+		if len(due) < 1024 && (next.IsZero() || next.After(r.cfg.Clock.Now())) {
+			return next, nil
+		}
+	}
+}
+
+// orphan turns retries whose stage no longer exists into dead letters, which a replay can run
+// once the stage is back.
+func (r *Retries) orphan(retries []state.Retry) error {
+	now := r.cfg.Clock.Now().UTC()
+	letters := make([]state.DeadLetter, 0, len(retries))
+	for _, rt := range retries {
+		d := state.DeadLetter{ID: state.NewLetterID(now), Topic: rt.Topic, Reason: state.ReasonRemoved,
+			Error: "the stage " + rt.Topic + " is no longer configured", LastAt: now, Key: rt.Key, Message: rt.Value}
+		if m, err := message.Decode(rt.Value); err == nil {
+			d.Client, d.Type, d.MessageID, d.Endpoint, d.Attempts, d.FirstAt = m.Client, m.Type, m.ID, m.Endpoint, int(m.Attempt), m.FailedAt
+		}
+		letters = append(letters, d)
+	}
+	return r.cfg.Store.Orphan(retries, letters)
+}
+
+// Replay appends dead letters to their stages again with a fresh schedule; each runs once however
+// often it is replayed. It returns the ids replayed.
+func (r *Retries) Replay(ctx context.Context, ids []string) ([]string, error) {
+	var unknown []string
+	for _, id := range ids {
+		d, err := r.cfg.Store.DeadLetter(id)
+		if err != nil {
+			if errors.Is(err, state.ErrNotFound) {
+				continue
+			}
+			return nil, err
+		}
+		if !r.known(d.Topic) {
+			unknown = append(unknown, id)
+		}
+	}
+	if len(unknown) > 0 {
+		return nil, &UnknownStageError{IDs: unknown}
+	}
+	return r.cfg.Store.Replay(ctx, ids, func(d *state.DeadLetter) []byte {
+		m, err := message.Decode(d.Message)
+		if err != nil {
+			return d.Message
+		}
+		m.Attempt, m.FailedAt = 0, time.Time{}
+		return m.Encode()
+	})
+}
+
+// UnknownStageError refuses a replay into a stage that is not configured.
+type UnknownStageError struct{ IDs []string }
+
+func (e *UnknownStageError) Error() string {
+	return "the stage of these dead letters is not configured; add it back first: " + joinIDs(e.IDs)
+}
+
+func joinIDs(ids []string) string {
+	s := ""
+	for i, id := range ids {
+		if i > 0 {
+			s += ", "
+		}
+		s += id
+	}
+	return s
+}
+
+func status(err error) (int, string) {
+	var se *fault.StatusError
+	if errors.As(err, &se) {
+		return se.Code, se.Body
+	}
+	return 0, ""
+}
+
+func bounded(s string) string {
+	const max = 512
+	if len(s) > max {
+		return s[:max] + "…"
+	}
+	return s
+}

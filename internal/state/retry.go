@@ -1,0 +1,231 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/weirhq/weir/internal/buffer"
+	"github.com/weirhq/weir/internal/buffer/embedded"
+)
+
+// Key prefixes of failure handling.
+const (
+	prefixRetry    = "r/" // r/<due unix ns, BE u64><topic>\0<partition BE u32><offset BE u64>
+	prefixLetter   = "q/" // q/<dead-letter id>
+	prefixEndpoint = "e/" // e/<endpoint name>: paused or not
+)
+
+// Retry is a message waiting for its next attempt in a stage: at Due the scheduler appends it
+// to Topic again.
+type Retry struct {
+	Topic string
+	Due   time.Time
+	Key   []byte // the ordering key, which picks the partition
+	Value []byte // the message envelope, with its attempt count and first failure
+	// From is the record that failed (partition and offset), which makes the entry's key
+	// unique: a record handled twice after a crash overwrites its own entry.
+	Partition int
+	Offset    uint64
+
+	key []byte // the store's key, set by DueRetries
+}
+
+func (r *Retry) storeKey() []byte {
+	k := make([]byte, 0, len(prefixRetry)+8+len(r.Topic)+13)
+	k = append(k, prefixRetry...)
+	k = binary.BigEndian.AppendUint64(k, uint64(r.Due.UnixNano()))
+	k = append(k, r.Topic...)
+	k = append(k, 0)
+	k = binary.BigEndian.AppendUint32(k, uint32(r.Partition))
+	return binary.BigEndian.AppendUint64(k, r.Offset)
+}
+
+func (r *Retry) storeValue() []byte {
+	v := make([]byte, 0, 2*binary.MaxVarintLen64+len(r.Topic)+len(r.Key)+len(r.Value))
+	v = appendBytes(v, []byte(r.Topic))
+	v = appendBytes(v, r.Key)
+	return append(v, r.Value...)
+}
+
+func decodeRetry(k, v []byte) (Retry, error) {
+	r := Retry{key: bytes.Clone(k)}
+	if len(k) < len(prefixRetry)+8 {
+		return r, fmt.Errorf("state: retry key of %d bytes is corrupt", len(k))
+	}
+	r.Due = time.Unix(0, int64(binary.BigEndian.Uint64(k[len(prefixRetry):]))).UTC()
+	topic, rest, ok := readBytes(v)
+	if !ok {
+		return r, fmt.Errorf("state: retry entry is corrupt")
+	}
+	key, rest, ok := readBytes(rest)
+	if !ok {
+		return r, fmt.Errorf("state: retry entry is corrupt")
+	}
+	r.Topic, r.Key, r.Value = string(topic), bytes.Clone(key), bytes.Clone(rest)
+	return r, nil
+}
+
+func appendBytes(dst, b []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(b)))
+	return append(dst, b...)
+}
+
+func readBytes(b []byte) (v, rest []byte, ok bool) {
+	n, w := binary.Uvarint(b)
+	if w <= 0 || n > uint64(len(b)-w) {
+		return nil, nil, false
+	}
+	return b[w : w+int(n)], b[w+int(n):], true
+}
+
+// Notification is an operations event appended with the dead letters it announces.
+type Notification struct {
+	Topic string
+	Msgs  []buffer.Message
+}
+
+// Failures writes, in one batch, the retries and dead letters of failed records together with
+// their status events. The batch is not synced on its own: the stage commits past the failed
+// records only after this returns, and the log's write-ahead order makes these writes durable no
+// later than that commit, so a crash either keeps both or redelivers the records. With a
+// notification the batch is an fsync'd append of its messages instead.
+func (s *Store) Failures(retries []Retry, letters []DeadLetter, events []Event, notify *Notification) error {
+	kvs := make([]embedded.KV, 0, len(retries)+len(letters)+len(events))
+	for i := range retries {
+		kvs = append(kvs, embedded.KV{Key: retries[i].storeKey(), Value: retries[i].storeValue()})
+	}
+	for i := range letters {
+		k, v, err := letters[i].kv()
+		if err != nil {
+			return err
+		}
+		kvs = append(kvs, embedded.KV{Key: k, Value: v})
+	}
+	for _, e := range events {
+		k, v, err := eventKV(e)
+		if err != nil {
+			return err
+		}
+		kvs = append(kvs, embedded.KV{Key: k, Value: v})
+	}
+	if notify != nil {
+		if err := s.owner.AppendWith(context.Background(), notify.Topic, notify.Msgs, kvs); err != nil {
+			return fmt.Errorf("state: %w", err)
+		}
+		return nil
+	}
+	return s.apply(kvs, false)
+}
+
+// Orphan replaces retries by dead letters in one batch.
+func (s *Store) Orphan(retries []Retry, letters []DeadLetter) error {
+	kvs := make([]embedded.KV, 0, len(retries)+len(letters))
+	for i := range retries {
+		kvs = append(kvs, embedded.KV{Key: retries[i].key, Delete: true})
+	}
+	for i := range letters {
+		k, v, err := letters[i].kv()
+		if err != nil {
+			return err
+		}
+		kvs = append(kvs, embedded.KV{Key: k, Value: v})
+	}
+	return s.apply(kvs, true)
+}
+
+func (s *Store) apply(kvs []embedded.KV, sync bool) error {
+	if len(kvs) == 0 {
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, kv := range kvs {
+		var err error
+		if kv.Delete {
+			err = b.Delete(kv.Key, nil)
+		} else {
+			err = b.Set(kv.Key, kv.Value, nil)
+		}
+		if err != nil {
+			return fmt.Errorf("state: %w", err)
+		}
+	}
+	if err := s.owner.Apply(b, sync); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	return nil
+}
+
+// DueRetries returns up to limit retries due at or before now, earliest first, and the due time
+// of the earliest retry not returned (zero when there is none).
+func (s *Store) DueRetries(now time.Time, limit int) ([]Retry, time.Time, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixRetry), UpperBound: []byte("r0")})
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("state: %w", err)
+	}
+	defer it.Close()
+	var out []Retry
+	for it.First(); it.Valid(); it.Next() {
+		r, err := decodeRetry(it.Key(), it.Value())
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		if r.Due.After(now) || len(out) == limit {
+			return out, r.Due, nil
+		}
+		out = append(out, r)
+	}
+	if err := it.Error(); err != nil {
+		return nil, time.Time{}, fmt.Errorf("state: %w", err)
+	}
+	return out, time.Time{}, nil
+}
+
+// CountRetries returns how many messages wait for a retry.
+func (s *Store) CountRetries() (int, error) {
+	return s.count(prefixRetry, "r0")
+}
+
+func (s *Store) count(lower, upper string) (int, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(lower), UpperBound: []byte(upper)})
+	if err != nil {
+		return 0, fmt.Errorf("state: %w", err)
+	}
+	defer it.Close()
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	return n, it.Error()
+}
+
+// Reinject appends due retries to their topics and removes their entries in the same fsync'd
+// batch, so a retry is re-run once: never lost, never twice.
+func (s *Store) Reinject(ctx context.Context, retries []Retry) error {
+	byTopic := map[string][]int{}
+	var order []string
+	for i, r := range retries {
+		if _, ok := byTopic[r.Topic]; !ok {
+			order = append(order, r.Topic)
+		}
+		byTopic[r.Topic] = append(byTopic[r.Topic], i)
+	}
+	for _, topic := range order {
+		idx := byTopic[topic]
+		msgs := make([]buffer.Message, len(idx))
+		side := make([]embedded.KV, len(idx))
+		for j, i := range idx {
+			msgs[j] = buffer.Message{Key: retries[i].Key, Value: retries[i].Value}
+			side[j] = embedded.KV{Key: retries[i].key, Delete: true}
+		}
+		if err := s.owner.AppendWith(ctx, topic, msgs, side); err != nil {
+			return fmt.Errorf("state: re-inject into %s: %w", topic, err)
+		}
+	}
+	return nil
+}
