@@ -285,17 +285,34 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		}
 	}
 
+	strictTypes := map[string]bool{}
+	for _, t := range cfg.Types {
+		if t.Ordering == "strict" {
+			strictTypes[t.Name] = true
+		}
+	}
+	var strict func(string) bool // nil when no type asks for strict order
+	if len(strictTypes) > 0 {
+		strict = func(typ string) bool { return strictTypes[typ] }
+	}
+
 	// Stages.
 	stage := func(name, topic string, workers, batch int, h runtime.Handler, st retry.Stage, gate func(context.Context) error) {
 		done := &atomic.Int64{}
 		a.finished[name] = done
-		st.Topic = topic
+		st.Topic, st.Strict = topic, strict
+		fh, ferr := a.retries.For(st)
+		if ferr != nil {
+			err = errors.Join(err, ferr)
+			return
+		}
 		a.stages = append(a.stages, stageSpec{
 			cfg: runtime.Config{Name: name, Topic: topic, Group: topic, Workers: workers, Window: rt.Window, BatchSize: batch,
-				DrainTimeout: rt.ShutdownTimeout.D(), Logger: a.log, Fail: a.retries.Handler(st), Gate: gate},
+				DrainTimeout: rt.ShutdownTimeout.D(), Logger: a.log, Fail: fh.Fail, Hold: fh.Hold, Done: fh.Done, Gate: gate},
 			handler: instrument(m, name, done, h),
 		})
 	}
+
 	steps := func(typ string) retry.Policy {
 		if p, ok := c.steps[typ]; ok {
 			return p
@@ -323,6 +340,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 					a.log.Warn("endpoint disabled: the partner answered 410 Gone; resume it with weir endpoints resume", "endpoint", ep.Name)
 				}},
 			h.Wait)
+	}
+
+	if err != nil {
+		return nil, err
 	}
 
 	if a.gateway, err = ingest.New(ingest.Config{

@@ -27,6 +27,10 @@ Usage:
   weir serve [--config FILE] [--ingest-addr ADDR] [--admin-addr ADDR]
                                   run Weir; with no config, the quickstart demo
   weir check --config FILE        list every problem in a config (exit 0 when none)
+  weir dlq list|show|replay|discard
+                                  dead letters (see weir dlq)
+  weir endpoints list|pause|resume
+                                  endpoint health (see weir endpoints)
   weir bench [flags]              load-test an ingest endpoint (see weir bench -h)
   weir demo-partner [--addr ADDR] a partner endpoint that verifies and logs webhooks
   weir hash-token TOKEN           print the token_hash of a client or admin token
@@ -52,6 +56,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stdout, stderr)
 	case "check":
 		err = check(args[1:], stdout, stderr)
+	case "dlq":
+		err = dlq(ctx, args[1:], stdout, stderr)
+	case "endpoints":
+		err = endpoints(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = runBench(ctx, args[1:], stdout, stderr)
 	case "demo-partner":

@@ -92,6 +92,9 @@ type Type struct {
 	Schema   string   `yaml:"schema"`
 	Key      string   `yaml:"key"`
 	ID       string   `yaml:"id"`
+	// Ordering is "key" (default): messages of a key run in order, but one waiting for a retry
+	// lets the later ones pass; or "strict": the later messages of its key wait behind it.
+	Ordering string   `yaml:"ordering"`
 	Pipeline Pipeline `yaml:"pipeline"`
 
 	// SchemaDoc is the schema file's content, loaded by Load.

@@ -77,6 +77,7 @@ func (c *Config) applyDefaults() {
 	for i := range c.Types {
 		t := &c.Types[i]
 		setStr(&t.Format, "json")
+		setStr(&t.Ordering, "key")
 		if s := t.Pipeline.Sink; s != nil && len(s.UpsertKey) == 0 {
 			s.UpsertKey = []string{"client", "id"}
 		}
@@ -153,6 +154,9 @@ func (c *Config) validate(p *Problems) {
 			p.Add(at+".format", "format %q is not supported (json)", t.Format)
 		}
 		checkPointer(p, at+".key", t.Key)
+		if t.Ordering != "key" && t.Ordering != "strict" {
+			p.Add(at+".ordering", "%q is not key or strict", t.Ordering)
+		}
 		checkPointer(p, at+".id", t.ID)
 		for j, s := range t.Pipeline.Process {
 			sat := fmt.Sprintf("%s.pipeline.process[%d]", at, j)

@@ -19,12 +19,17 @@ type Message struct {
 	Endpoint   string    // target endpoint on deliver topics; empty elsewhere
 	Attempt    uint32    // attempts of the current stage that already failed (set by retries)
 	FailedAt   time.Time // when the current stage first failed it (zero before any failure)
+	// Released marks a message of a strict-order key that waited behind a failed one and now
+	// runs in its turn (see internal/retry).
+	Released bool
 	ReceivedAt time.Time // when ingest accepted it
 	Payload    []byte
 }
 
-// version 2 added FailedAt; version 1 envelopes still decode.
+// version 2 added FailedAt and flags; version 1 envelopes still decode.
 const version = 2
+
+const flagReleased = 1 << 0
 
 // ErrMalformed is returned when bytes do not decode as a Message.
 var ErrMalformed = errors.New("message: malformed envelope")
@@ -43,6 +48,11 @@ func (m *Message) Append(dst []byte) []byte {
 		failed = m.FailedAt.UnixNano()
 	}
 	dst = binary.AppendVarint(dst, failed)
+	var flags uint64
+	if m.Released {
+		flags |= flagReleased
+	}
+	dst = binary.AppendUvarint(dst, flags)
 	dst = binary.AppendVarint(dst, m.ReceivedAt.UnixNano())
 	dst = binary.AppendUvarint(dst, uint64(len(m.Payload)))
 	return append(dst, m.Payload...)
@@ -70,6 +80,7 @@ func Decode(b []byte) (Message, error) {
 		if ns := d.varint(); ns != 0 {
 			m.FailedAt = time.Unix(0, ns).UTC()
 		}
+		m.Released = d.uvarint()&flagReleased != 0
 	}
 	m.ReceivedAt = time.Unix(0, d.varint()).UTC()
 	m.Payload = d.bytes()

@@ -53,7 +53,7 @@ func Process(log buffer.Buffer, rec Recorder, routes map[string]*Route) func(con
 				}
 			}
 			// The next stages start with their own schedules.
-			m.Attempt, m.FailedAt = 0, time.Time{}
+			m.Attempt, m.FailedAt, m.Released = 0, time.Time{}, false
 			if route.Persist {
 				out[TopicPersist] = append(out[TopicPersist], buffer.Message{Key: []byte(m.Key), Value: m.Encode()})
 			}

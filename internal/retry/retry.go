@@ -31,6 +31,9 @@ type Stage struct {
 	Policy func(typ string) Policy
 	// OnGone is called when a partner answered 410 Gone (deliver stages): disable the endpoint.
 	OnGone func()
+	// Strict reports whether a message type keeps strict per-key order: while one of its
+	// messages waits for a retry, the later ones of its key wait behind it (optional).
+	Strict func(typ string) bool
 }
 
 // Config configures the retry machinery.
@@ -72,86 +75,177 @@ func New(cfg Config, known func(topic string) bool) *Retries {
 	return &Retries{cfg: cfg, wake: make(chan struct{}, 1), known: known}
 }
 
-// Handler returns the runtime.Config.Fail hook of a stage: every failed record becomes a retry
-// due on the stage's schedule or, when the schedule is exhausted or the error is permanent, a
-// dead letter — each with a status event — in one batch written before the stage commits.
+// Handler returns the runtime.Config.Fail hook of a stage without strict-order types.
 func (r *Retries) Handler(st Stage) func(recs []buffer.Record, errs []error) error {
-	return func(recs []buffer.Record, errs []error) error {
-		now := r.cfg.Clock.Now().UTC()
-		var retries []state.Retry
-		var letters []state.DeadLetter
-		events := make([]state.Event, 0, len(recs))
-		gone := false
-		for i, rec := range recs {
-			err := errs[i]
-			m, derr := message.Decode(rec.Value)
-			if derr != nil {
-				// Nothing to retry or replay: keep the raw record for inspection.
-				letters = append(letters, state.DeadLetter{ID: state.NewLetterID(now), Topic: st.Topic, Stage: st.Name,
-					Endpoint: st.Endpoint, Reason: state.ReasonPermanent, Error: derr.Error(), Attempts: 1, FirstAt: now,
-					LastAt: now, Key: rec.Key, Message: rec.Value})
-				continue
-			}
-			failed := int(m.Attempt) + 1
-			first := m.FailedAt
-			if first.IsZero() {
-				first = now
-			}
-			code, body := status(err)
-			e := state.Event{Client: m.Client, ID: m.ID, Type: m.Type, Stage: st.Name, Endpoint: st.Endpoint,
-				At: now, Attempts: failed, Code: code, Error: bounded(err.Error())}
-			reason := ""
-			var wait time.Duration
-			switch {
-			case code == http.StatusGone && st.OnGone != nil:
-				reason, gone = state.ReasonGone, true
-			case fault.IsPermanent(err):
-				reason = state.ReasonPermanent
-			default:
-				var ok bool
-				if wait, ok = st.Policy(m.Type).Next(failed, first, now, err, r.cfg.Rand); !ok {
-					reason = state.ReasonExhausted
-				}
-			}
-			if reason != "" {
-				d := state.DeadLetter{ID: state.NewLetterID(now), Topic: st.Topic, Stage: st.Name, Endpoint: st.Endpoint,
-					Client: m.Client, Type: m.Type, MessageID: m.ID, Reason: reason, Error: e.Error, Attempts: failed,
-					FirstAt: first, LastAt: now, Code: code, Response: body, Key: rec.Key, Message: rec.Value}
-				letters = append(letters, d)
-				e.Status, e.Reason, e.Letter = state.StatusDead, reason, d.ID
-				events = append(events, e)
-				continue
-			}
-			m.Attempt, m.FailedAt = uint32(failed), first
-			due := now.Add(wait)
-			retries = append(retries, state.Retry{Topic: st.Topic, Due: due, Key: rec.Key, Value: m.Encode(),
-				Partition: rec.Partition, Offset: rec.Offset})
-			e.Status, e.NextAt = state.StatusRetrying, due
-			events = append(events, e)
+	st.Strict = nil
+	return (&StageHandler{r: r, st: st}).Fail
+}
+
+// StageHandler is the failure handling of one stage: its Fail, Hold and Done methods are the
+// stage's runtime hooks, all called from the stage's one dispatching goroutine.
+type StageHandler struct {
+	r     *Retries
+	st    Stage
+	holds map[string]bool // "type\x00key" of the held strict-order keys
+}
+
+// For returns the failure handling of a stage, with the held keys it left at the last stop.
+func (r *Retries) For(st Stage) (*StageHandler, error) {
+	h := &StageHandler{r: r, st: st, holds: map[string]bool{}}
+	if st.Strict != nil {
+		var err error
+		if h.holds, err = r.cfg.Store.Holds(st.Topic); err != nil {
+			return nil, err
 		}
-		var notify *state.Notification
-		if len(letters) > 0 && r.cfg.Notify != nil {
-			if topic, msgs := r.cfg.Notify(letters); len(msgs) > 0 {
-				notify = &state.Notification{Topic: topic, Msgs: msgs}
-			}
-		}
-		if err := r.cfg.Store.Failures(retries, letters, events, notify); err != nil {
-			return err
-		}
-		if gone {
-			st.OnGone()
-		}
-		if r.cfg.Outcome != nil {
-			r.cfg.Outcome(st.Topic, len(retries), letters)
-		}
-		if len(letters) > 0 {
-			r.logDead(st, letters)
-		}
-		if len(retries) > 0 {
-			r.poke()
-		}
+	}
+	return h, nil
+}
+
+func holdID(typ, key string) string { return typ + "\x00" + key }
+
+// Hold parks a strict-order message whose key waits for an earlier message's retry; the
+// waiting message itself (a retry, or one released in its turn) runs.
+func (h *StageHandler) Hold(rec buffer.Record) (bool, error) {
+	if len(h.holds) == 0 {
+		return false, nil
+	}
+	m, err := message.Decode(rec.Value)
+	if err != nil || !h.holds[holdID(m.Type, m.Key)] || m.Attempt > 0 || m.Released {
+		return false, nil
+	}
+	return true, h.r.cfg.Store.Park(state.Hold{Topic: h.st.Topic, Type: m.Type, Key: m.Key}, rec.Value, h.r.cfg.Clock.Now())
+}
+
+// Done releases the next parked message of each held key whose waiting message succeeded.
+func (h *StageHandler) Done(recs []buffer.Record) error {
+	if len(h.holds) == 0 {
 		return nil
 	}
+	for _, rec := range recs {
+		m, err := message.Decode(rec.Value)
+		if err != nil || !h.holds[holdID(m.Type, m.Key)] || (m.Attempt == 0 && !m.Released) {
+			continue
+		}
+		if err := h.release(m.Type, m.Key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *StageHandler) release(typ, key string) error {
+	held, err := h.r.cfg.Store.Release(context.Background(), state.Hold{Topic: h.st.Topic, Type: typ, Key: key}, func(v []byte) []byte {
+		m, err := message.Decode(v)
+		if err != nil {
+			return v
+		}
+		m.Released = true
+		return m.Encode()
+	})
+	if err != nil {
+		return err
+	}
+	if !held {
+		delete(h.holds, holdID(typ, key))
+	}
+	return nil
+}
+
+// Fail is the runtime.Config.Fail hook: every failed record becomes a retry due on the stage's
+// schedule or, when the schedule is exhausted or the error is permanent, a dead letter — each
+// with a status event — in one batch written before the stage commits.
+func (h *StageHandler) Fail(recs []buffer.Record, errs []error) error {
+	r, st := h.r, h.st
+	now := r.cfg.Clock.Now().UTC()
+	var retries []state.Retry
+	var letters []state.DeadLetter
+	var holds, releases []state.Hold
+	events := make([]state.Event, 0, len(recs))
+	gone := false
+	for i, rec := range recs {
+		err := errs[i]
+		m, derr := message.Decode(rec.Value)
+		if derr != nil {
+			// Nothing to retry or replay: keep the raw record for inspection.
+			letters = append(letters, state.DeadLetter{ID: state.NewLetterID(now), Topic: st.Topic, Stage: st.Name,
+				Endpoint: st.Endpoint, Reason: state.ReasonPermanent, Error: derr.Error(), Attempts: 1, FirstAt: now,
+				LastAt: now, Key: rec.Key, Message: rec.Value})
+			continue
+		}
+		failed := int(m.Attempt) + 1
+		first := m.FailedAt
+		if first.IsZero() {
+			first = now
+		}
+		code, body := status(err)
+		e := state.Event{Client: m.Client, ID: m.ID, Type: m.Type, Stage: st.Name, Endpoint: st.Endpoint,
+			At: now, Attempts: failed, Code: code, Error: bounded(err.Error())}
+		reason := ""
+		var wait time.Duration
+		switch {
+		case code == http.StatusGone && st.OnGone != nil:
+			reason, gone = state.ReasonGone, true
+		case fault.IsPermanent(err):
+			reason = state.ReasonPermanent
+		default:
+			var ok bool
+			if wait, ok = st.Policy(m.Type).Next(failed, first, now, err, r.cfg.Rand); !ok {
+				reason = state.ReasonExhausted
+			}
+		}
+		if reason != "" {
+			d := state.DeadLetter{ID: state.NewLetterID(now), Topic: st.Topic, Stage: st.Name, Endpoint: st.Endpoint,
+				Client: m.Client, Type: m.Type, MessageID: m.ID, Reason: reason, Error: e.Error, Attempts: failed,
+				FirstAt: first, LastAt: now, Code: code, Response: body, Key: rec.Key, Message: rec.Value}
+			letters = append(letters, d)
+			e.Status, e.Reason, e.Letter = state.StatusDead, reason, d.ID
+			events = append(events, e)
+			if h.holds[holdID(m.Type, m.Key)] {
+				releases = append(releases, state.Hold{Topic: st.Topic, Type: m.Type, Key: m.Key})
+			}
+			continue
+		}
+		if st.Strict != nil && st.Strict(m.Type) && !h.holds[holdID(m.Type, m.Key)] {
+			holds = append(holds, state.Hold{Topic: st.Topic, Type: m.Type, Key: m.Key})
+		}
+		m.Attempt, m.FailedAt = uint32(failed), first
+		due := now.Add(wait)
+		retries = append(retries, state.Retry{Topic: st.Topic, Due: due, Key: rec.Key, Value: m.Encode(),
+			Partition: rec.Partition, Offset: rec.Offset})
+		e.Status, e.NextAt = state.StatusRetrying, due
+		events = append(events, e)
+	}
+	var notify *state.Notification
+	if len(letters) > 0 && r.cfg.Notify != nil {
+		if topic, msgs := r.cfg.Notify(letters); len(msgs) > 0 {
+			notify = &state.Notification{Topic: topic, Msgs: msgs}
+		}
+	}
+	if err := r.cfg.Store.Failures(state.Failures{Retries: retries, Letters: letters, Events: events, Holds: holds, Notify: notify}); err != nil {
+		return err
+	}
+	for _, hd := range holds {
+		h.holds[holdID(hd.Type, hd.Key)] = true
+	}
+	// A dead-lettered message no longer holds its key: the next one behind it runs.
+	for _, hd := range releases {
+		if err := h.release(hd.Type, hd.Key); err != nil {
+			return err
+		}
+	}
+	if gone {
+		st.OnGone()
+	}
+	if r.cfg.Outcome != nil {
+		r.cfg.Outcome(st.Topic, len(retries), letters)
+	}
+	if len(letters) > 0 {
+		r.logDead(st, letters)
+	}
+	if len(retries) > 0 {
+		r.poke()
+	}
+	return nil
 }
 
 func (r *Retries) logDead(st Stage, letters []state.DeadLetter) {

@@ -52,6 +52,11 @@ type Config struct {
 	// its key and its partition's commit point until it succeeds.
 	// OnPermanent is told about records that failed permanently (optional).
 	OnPermanent func(rec buffer.Record, err error)
+	// Hold, when set, is asked before a record runs: true means it was set aside durably to run
+	// later (behind a strict-order key waiting for a retry) and now counts as finished.
+	Hold func(rec buffer.Record) (bool, error)
+	// Done, when set, is told about the records that succeeded, before they count as finished.
+	Done func(recs []buffer.Record) error
 	// Gate, when set, is called before each fetch and blocks while the stage must not take new
 	// records (a paused endpoint); records stay in the log meanwhile.
 	Gate func(ctx context.Context) error
@@ -188,7 +193,11 @@ loop:
 	for {
 		var work chan []*item
 		if pending == nil && len(s.ready) > 0 && s.running < s.cfg.Workers {
-			pending = s.nextBatch()
+			var err error
+			if pending, err = s.nextBatch(); err != nil {
+				runErr = err
+				break loop
+			}
 		}
 		if pending != nil {
 			work = s.work
@@ -238,7 +247,11 @@ loop:
 		for pending != nil || len(s.ready) > 0 || s.running > 0 {
 			var work chan []*item
 			if pending == nil && len(s.ready) > 0 && s.running < s.cfg.Workers {
-				pending = s.nextBatch()
+				var err error
+				if pending, err = s.nextBatch(); err != nil {
+					runErr = err
+					break drain
+				}
 			}
 			if pending != nil {
 				work = s.work
@@ -335,15 +348,31 @@ func (s *Stage) admit(recs []buffer.Record) {
 	}
 }
 
-func (s *Stage) nextBatch() []*item {
-	n := min(len(s.ready), s.cfg.BatchSize)
-	batch := make([]*item, n)
-	copy(batch, s.ready[:n])
-	s.ready = s.ready[n:]
+func (s *Stage) nextBatch() ([]*item, error) {
+	batch := make([]*item, 0, min(len(s.ready), s.cfg.BatchSize))
+	for len(batch) < s.cfg.BatchSize && len(s.ready) > 0 {
+		it := s.ready[0]
+		s.ready[0] = nil
+		s.ready = s.ready[1:]
+		if s.cfg.Hold != nil {
+			held, err := s.cfg.Hold(it.rec)
+			if err != nil {
+				return nil, fmt.Errorf("stage %s: %w", s.cfg.Name, err)
+			}
+			if held {
+				s.done(it) // may make the key's next record ready
+				continue
+			}
+		}
+		batch = append(batch, it)
+	}
 	if len(s.ready) == 0 {
 		s.ready = nil
 	}
-	return batch
+	if len(batch) == 0 {
+		return nil, nil
+	}
+	return batch, nil
 }
 
 // call runs the handler, turning a panic into a permanent error for the whole batch.
@@ -373,6 +402,19 @@ func (s *Stage) call(ctx context.Context, batch []*item) (errs []error) {
 }
 
 func (s *Stage) finish(r result) error {
+	if s.cfg.Done != nil {
+		var ok []buffer.Record
+		for i, it := range r.batch {
+			if r.errs == nil || r.errs[i] == nil {
+				ok = append(ok, it.rec)
+			}
+		}
+		if len(ok) > 0 {
+			if err := s.cfg.Done(ok); err != nil {
+				return fmt.Errorf("stage %s: %w", s.cfg.Name, err)
+			}
+		}
+	}
 	if s.cfg.Fail != nil && r.errs != nil {
 		var recs []buffer.Record
 		var errs []error

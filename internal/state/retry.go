@@ -89,13 +89,26 @@ type Notification struct {
 	Msgs  []buffer.Message
 }
 
+// Failures is what Store.Failures writes.
+type Failures struct {
+	Retries []Retry
+	Letters []DeadLetter
+	Events  []Event
+	Holds   []Hold // strict-order keys that now wait for a retry
+	Notify  *Notification
+}
+
 // Failures writes, in one batch, the retries and dead letters of failed records together with
 // their status events. The batch is not synced on its own: the stage commits past the failed
 // records only after this returns, and the log's write-ahead order makes these writes durable no
 // later than that commit, so a crash either keeps both or redelivers the records. With a
 // notification the batch is an fsync'd append of its messages instead.
-func (s *Store) Failures(retries []Retry, letters []DeadLetter, events []Event, notify *Notification) error {
-	kvs := make([]embedded.KV, 0, len(retries)+len(letters)+len(events))
+func (s *Store) Failures(f Failures) error {
+	retries, letters, events, notify := f.Retries, f.Letters, f.Events, f.Notify
+	kvs := make([]embedded.KV, 0, len(retries)+len(letters)+len(events)+len(f.Holds))
+	for _, h := range f.Holds {
+		kvs = append(kvs, embedded.KV{Key: holdKey(h)})
+	}
 	for i := range retries {
 		kvs = append(kvs, embedded.KV{Key: retries[i].storeKey(), Value: retries[i].storeValue()})
 	}
