@@ -171,8 +171,9 @@ func (f *flaky) ok(id string) int {
 }
 
 // retryConfig writes a config to dir for the flaky partner and returns its path. endpoint is
-// extra YAML for the partner endpoint (retry, health), one setting per line.
-func retryConfig(t *testing.T, dir, partnerURL, endpoint string) string {
+// extra YAML for the partner endpoint (retry, health), one setting per line; tail, if given, is
+// appended as it is (more endpoints, then top-level settings).
+func retryConfig(t *testing.T, dir, partnerURL, endpoint string, tail ...string) string {
 	t.Helper()
 	var ep strings.Builder
 	for line := range strings.Lines(strings.TrimSpace(endpoint)) {
@@ -206,7 +207,8 @@ endpoints:
     secret: %s
     allow_private: true
 %s
-`, app.HashToken("acme-token"), partnerURL, secret, ep.String())
+%s
+`, app.HashToken("acme-token"), partnerURL, secret, ep.String(), strings.Join(tail, "\n"))
 	path := filepath.Join(dir, "weir.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -249,10 +251,10 @@ func launch(t *testing.T, path string, rcv *partner.Receiver) *harness {
 	return h
 }
 
-// startFlaky runs weir with the flaky partner as its only endpoint.
-func startFlaky(t *testing.T, p *flaky, endpoint string) *harness {
+// startFlaky runs weir with the flaky partner's /webhook as endpoint "partner".
+func startFlaky(t *testing.T, p *flaky, endpoint string, tail ...string) *harness {
 	t.Helper()
-	return launch(t, retryConfig(t, t.TempDir(), p.url, endpoint), p.rcv)
+	return launch(t, retryConfig(t, t.TempDir(), p.url, endpoint, tail...), p.rcv)
 }
 
 // admin returns a copy of h whose do talks to the admin listener.

@@ -4,7 +4,9 @@
 // quickstart has somewhere to deliver to, and end-to-end tests use it to count deliveries and
 // distinct webhook-ids (duplicates with the same id are allowed by at-least-once delivery).
 //
-// FailFirst makes it answer 503 to the first attempts of every webhook-id, to show retries.
+// FailFirst makes it answer 503 to the first attempts of every webhook-id, to show retries;
+// Refuse makes it answer 500 to chosen bodies every time (poison messages, which end as dead
+// letters); OnAccept sees every accepted delivery (benchmarks measure end-to-end latency there).
 // Everything is kept in memory; Config.Keep bounds the deliveries retained.
 package partner
 
@@ -41,6 +43,14 @@ type Config struct {
 	Logger *slog.Logger
 	// FailFirst answers 503 to the first FailFirst verified attempts of each webhook-id.
 	FailFirst int
+	// Refuse, when set, is asked about every verified attempt (after FailFirst): true answers
+	// 500, every time the same body comes back, as a partner does with a message it can never
+	// take (a poison message). Refused attempts count in Attempts, not in Count. It is called
+	// concurrently and must not keep body.
+	Refuse func(id string, body []byte) bool
+	// OnAccept, when set, is called with every accepted attempt (duplicates included), outside
+	// the receiver's lock and before the answer is written. It is called concurrently.
+	OnAccept func(d Delivery)
 	// MaxBody bounds a request body; larger ones get 413 (default 1 MiB).
 	MaxBody int64
 	// Keep bounds the deliveries retained for Deliveries and GET / (0 keeps all): past Keep,
@@ -132,6 +142,7 @@ func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request) {
 	id := r.Header.Get(deliver.HeaderID)
 	sec, _ := strconv.ParseInt(r.Header.Get(deliver.HeaderTimestamp), 10, 64)
 	ts := time.Unix(sec, 0)
+	refuse := rc.cfg.Refuse != nil && rc.cfg.Refuse(id, body)
 
 	rc.mu.Lock()
 	rc.attempts[id]++
@@ -140,6 +151,12 @@ func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request) {
 		rc.mu.Unlock()
 		log.Info("webhook refused on purpose", "id", id, "attempt", attempt, "fail_first", rc.cfg.FailFirst, "status", http.StatusServiceUnavailable)
 		http.Error(w, "failing on purpose (fail-first)", http.StatusServiceUnavailable)
+		return
+	}
+	if refuse {
+		rc.mu.Unlock()
+		log.Info("webhook refused on purpose", "id", id, "attempt", attempt, "status", http.StatusInternalServerError)
+		http.Error(w, "refusing this message on purpose (poison)", http.StatusInternalServerError)
 		return
 	}
 	d := Delivery{ID: id, Timestamp: ts, Body: body, Received: now, Attempt: attempt, Duplicate: rc.accepted[id]}
@@ -161,6 +178,9 @@ func (rc *Receiver) receive(w http.ResponseWriter, r *http.Request) {
 
 	log.Info("webhook received", "id", id, "attempt", attempt, "duplicate", d.Duplicate,
 		"bytes", len(body), "lag", now.Sub(ts).Round(time.Second), "count", count, "unique", unique)
+	if rc.cfg.OnAccept != nil {
+		rc.cfg.OnAccept(d)
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

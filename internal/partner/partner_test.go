@@ -353,3 +353,38 @@ func TestDeliverToReceiver(t *testing.T) {
 		t.Fatalf("unknown secret: %+v", res)
 	}
 }
+
+func TestReceiverRefuseAndOnAccept(t *testing.T) {
+	key := secret(t)
+	var mu sync.Mutex
+	var seen []partner.Delivery
+	rc := partner.New(partner.Config{Secrets: [][]byte{key},
+		Refuse: func(id string, body []byte) bool { return bytes.Contains(body, []byte(`"poison"`)) },
+		OnAccept: func(d partner.Delivery) {
+			mu.Lock()
+			seen = append(seen, d)
+			mu.Unlock()
+		}})
+	srv := newServer(t, rc)
+	poison, good := []byte(`{"note":"poison"}`), []byte(`{"note":"fine"}`)
+	var got []int
+	for range 3 {
+		got = append(got, post(t, srv.URL, key, "msg_p", time.Now(), poison, ""))
+	}
+	got = append(got, post(t, srv.URL, key, "msg_g", time.Now(), good, ""))
+	if want := []int{500, 500, 500, 204}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("statuses %v, want %v", got, want)
+	}
+	// Refusal still needs a valid signature: a forged poison body is a 401, not a 500.
+	if code := post(t, srv.URL, key, "msg_p", time.Now(), poison, "v1,nope"); code != http.StatusUnauthorized {
+		t.Fatalf("unsigned poison: status %d, want 401", code)
+	}
+	if rc.Count() != 1 || rc.Unique() != 1 || rc.Attempts("msg_p") != 3 {
+		t.Fatalf("count %d unique %d attempts %d", rc.Count(), rc.Unique(), rc.Attempts("msg_p"))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 1 || seen[0].ID != "msg_g" || !bytes.Equal(seen[0].Body, good) || seen[0].Received.IsZero() {
+		t.Fatalf("OnAccept saw %+v", seen)
+	}
+}

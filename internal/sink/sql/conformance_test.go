@@ -218,6 +218,47 @@ func TestCustomUpsertKey(t *testing.T) {
 	})
 }
 
+// A retry, redelivery or replay of an older message never overwrites the row of a message
+// accepted after it: in a later batch, in the same batch, in any order.
+func TestOlderMessageNeverOverwritesNewer(t *testing.T) {
+	conformance(t, func(t *testing.T, e *env) {
+		name := e.tableName("latest")
+		tbl := e.table(t, TableConfig{
+			Name:      name,
+			UpsertKey: []string{"order_no"},
+			Columns:   []Column{{Name: "order_no", Pointer: "/n", Type: Integer}},
+		})
+		at := func(id, payload string, sec int) message.Message {
+			m := msg(id, payload)
+			m.ReceivedAt = testTime.Add(time.Duration(sec) * time.Second)
+			return m
+		}
+		newer, older := at("new", `{"n":1,"v":2}`, 10), at("old", `{"n":1,"v":1}`, 5)
+		if err := tbl.Write(t.Context(), []message.Message{newer}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tbl.Write(t.Context(), []message.Message{older}); err != nil { // the late retry
+			t.Fatal(err)
+		}
+		// In one batch, the newer message wins even when it comes first.
+		if err := tbl.Write(t.Context(), []message.Message{at("b-new", `{"n":2,"v":2}`, 10), at("b-old", `{"n":2,"v":1}`, 5)}); err != nil {
+			t.Fatal(err)
+		}
+		// The same message again rewrites its own row.
+		if err := tbl.Write(t.Context(), []message.Message{newer}); err != nil {
+			t.Fatal(err)
+		}
+		rows := e.query(t, "SELECT CAST(order_no AS TEXT), id FROM "+quoteName(name)+" ORDER BY order_no")
+		if len(rows) != 2 || *rows[0][1] != "new" || *rows[1][1] != "b-new" {
+			got := [][2]string{}
+			for _, r := range rows {
+				got = append(got, [2]string{*r[0], *r[1]})
+			}
+			t.Fatalf("rows = %v, want order 1 from new and order 2 from b-new", got)
+		}
+	})
+}
+
 func TestLargeBatch(t *testing.T) {
 	conformance(t, func(t *testing.T, e *env) {
 		name := e.tableName("large")

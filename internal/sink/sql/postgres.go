@@ -158,7 +158,7 @@ func pgInsert(t *Table) string {
 		params = append(params, fmt.Sprintf("$%d::text[]", n))
 		alias = append(alias, p)
 	}
-	return fmt.Sprintf("INSERT INTO %s (%s) SELECT %s FROM unnest(%s) AS u(%s)%s",
+	return fmt.Sprintf("INSERT INTO %s AS "+rowAlias+" (%s) SELECT %s FROM unnest(%s) AS u(%s)%s",
 		t.name, t.columnList(), strings.Join(sel, ", "), strings.Join(params, ", "),
 		strings.Join(alias, ", "), t.onConflict())
 }

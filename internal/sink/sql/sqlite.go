@@ -159,7 +159,7 @@ func (b *sqliteBackend) table(ctx context.Context, t *Table) (writer, error) {
 // a large statement would spend its time there.
 func sqliteInsert(t *Table, n int) string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "INSERT INTO %s (%s) VALUES ", t.name, t.columnList())
+	fmt.Fprintf(&s, "INSERT INTO %s AS "+rowAlias+" (%s) VALUES ", t.name, t.columnList())
 	tuple := "(" + strings.Repeat("?,", numStandard+len(t.cols)-1) + "?)"
 	for r := range n {
 		if r > 0 {

@@ -207,8 +207,14 @@ func (t *Table) keyList() string {
 	return strings.Join(names, ", ")
 }
 
-// onConflict is the upsert clause: every column outside the key takes the new value. Both
-// backends spell it the same way.
+// rowAlias names the target table in the upsert, for the ON CONFLICT guard.
+const rowAlias = "weir_row"
+
+// onConflict is the upsert clause: every column outside the key takes the new value, unless the
+// stored row comes from a message accepted later. So a retry, a redelivery or a replay of an
+// older message never overwrites a newer one with the same upsert key, whatever order they
+// arrive in, and a message written twice writes the same row. Both backends spell it the same
+// way.
 func (t *Table) onConflict() string {
 	var s strings.Builder
 	fmt.Fprintf(&s, " ON CONFLICT (%s) DO UPDATE SET ", t.keyList())
@@ -224,6 +230,8 @@ func (t *Table) onConflict() string {
 		q := quote(t.columnName(i))
 		fmt.Fprintf(&s, "%s = excluded.%s", q, q)
 	}
+	ra := quote(standardNames[colReceivedAt])
+	fmt.Fprintf(&s, " WHERE excluded.%s >= %s.%s", ra, rowAlias, ra)
 	return s.String()
 }
 
@@ -298,8 +306,15 @@ func (t *Table) write(ctx context.Context, rows []row) error {
 		return ErrClosed
 	}
 	if len(rows) > 1 {
-		// Stable sort keeps caller order among equal keys; the last of each run wins.
-		slices.SortStableFunc(rows, func(a, b row) int { return cmp.Compare(a.key, b.key) })
+		// Among rows with one key, the message accepted last wins (as the upsert's guard does
+		// against stored rows); stable sorting keeps caller order among equal times, and the
+		// last of those wins.
+		slices.SortStableFunc(rows, func(a, b row) int {
+			if c := cmp.Compare(a.key, b.key); c != 0 {
+				return c
+			}
+			return a.msg.ReceivedAt.Compare(b.msg.ReceivedAt)
+		})
 		out := rows[:0]
 		for i := range rows {
 			if i+1 < len(rows) && rows[i+1].key == rows[i].key {
