@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -353,5 +354,145 @@ func TestCleanStopRepeatsNothing(t *testing.T) {
 		if c != 1 {
 			t.Fatalf("%s handled %d times", v, c)
 		}
+	}
+}
+
+// With a Fail hook, failed records are handed over once and count as finished: the commit moves
+// past them, and the next consumer of the group does not see them again.
+func TestFailHookFinishesFailedRecords(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	defer l.Close()
+	const n = 100
+	fill(t, l, "in", n, 10)
+	var mu sync.Mutex
+	var handed []string
+	ok := newRecorder(n - n/10)
+	stop := run(t, l, runtime.Config{Name: "t", Topic: "in", Group: "g", Workers: 2, BatchSize: 8, CommitEvery: time.Millisecond,
+		Fail: func(recs []buffer.Record, errs []error) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for i, r := range recs {
+				if errs[i] == nil {
+					t.Errorf("Fail got a record without an error: %s", r.Value)
+				}
+				handed = append(handed, string(r.Value))
+			}
+			return nil
+		}},
+		func(ctx context.Context, recs []buffer.Record) []error {
+			errs := make([]error, len(recs))
+			for i, r := range recs {
+				if string(r.Key) == "k3" {
+					errs[i] = errors.New("partner down")
+					continue
+				}
+				ok.add(r)
+			}
+			return errs
+		})
+	wait(t, ok.done)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		got := len(handed)
+		mu.Unlock()
+		if got == n/10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Fail got %d records, want %d", got, n/10)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if len(handed) != n/10 {
+		t.Fatalf("Fail got %v, want each k3 record once", handed)
+	}
+	// Everything was finished: a new consumer of the group finds nothing.
+	c, err := l.Consume(context.Background(), "in", "g")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if recs, _ := c.Fetch(ctx, 10); len(recs) != 0 {
+		t.Fatalf("after the stop, %d records came back, first %s", len(recs), recs[0].Value)
+	}
+}
+
+// When the Fail hook cannot record the failures, the stage stops with its error and does not
+// commit past the failed records.
+func TestFailHookErrorStopsTheStage(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	defer l.Close()
+	fill(t, l, "in", 10, 10)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- runtime.Run(context.Background(), l, runtime.Config{Name: "t", Topic: "in", Group: "g", BatchSize: 1,
+			Fail: func([]buffer.Record, []error) error { return errors.New("disk full") }},
+			func(ctx context.Context, recs []buffer.Record) []error {
+				if string(recs[0].Key) == "k5" {
+					return []error{errors.New("boom")}
+				}
+				return nil
+			})
+	}()
+	select {
+	case err := <-errc:
+		if err == nil || !strings.Contains(err.Error(), "disk full") {
+			t.Fatalf("Run = %v, want the Fail hook's error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stage kept running")
+	}
+	again := newRecorder(1)
+	stop := run(t, l, runtime.Config{Name: "t2", Topic: "in", Group: "g"}, func(ctx context.Context, recs []buffer.Record) []error {
+		for _, r := range recs {
+			if string(r.Key) == "k5" {
+				again.add(r)
+			}
+		}
+		return nil
+	})
+	wait(t, again.done) // k5 comes back: its failure was never recorded
+	stop()
+}
+
+// A closed gate keeps the stage from fetching; opening it lets the records through.
+func TestGateHoldsFetching(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	defer l.Close()
+	fill(t, l, "in", 20, 5)
+	open := make(chan struct{})
+	rec := newRecorder(20)
+	stop := run(t, l, runtime.Config{Name: "t", Topic: "in", Group: "g",
+		Gate: func(ctx context.Context) error {
+			select {
+			case <-open:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}},
+		func(ctx context.Context, recs []buffer.Record) []error {
+			for _, r := range recs {
+				rec.add(r)
+			}
+			return nil
+		})
+	time.Sleep(100 * time.Millisecond)
+	rec.mu.Lock()
+	early := rec.count
+	rec.mu.Unlock()
+	if early != 0 {
+		t.Fatalf("%d records handled while the gate was closed", early)
+	}
+	close(open)
+	wait(t, rec.done)
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }
