@@ -87,11 +87,11 @@ type RateLimit struct {
 
 // Type is a message type and its pipeline.
 type Type struct {
-	Name     string   `yaml:"name"`
-	Format   string   `yaml:"format"`
-	Schema   string   `yaml:"schema"`
-	Key      string   `yaml:"key"`
-	ID       string   `yaml:"id"`
+	Name   string `yaml:"name"`
+	Format string `yaml:"format"`
+	Schema string `yaml:"schema"`
+	Key    string `yaml:"key"`
+	ID     string `yaml:"id"`
 	// Ordering is "key" (default): messages of a key run in order, but one waiting for a retry
 	// lets the later ones pass; or "strict": the later messages of its key wait behind it.
 	Ordering string   `yaml:"ordering"`

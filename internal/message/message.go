@@ -12,16 +12,16 @@ import (
 // Message is one partner message as it moves through the stages. Payload is the canonical JSON
 // document (after validation and, from the process stage on, after the transform).
 type Message struct {
-	ID         string    // message id: Idempotency-Key, the type's id pointer, or a UUIDv7
-	Client     string    // client id of the sender
-	Type       string    // message type
-	Key        string    // ordering key (the type's key pointer), or ID when the type has none
-	Endpoint   string    // target endpoint on deliver topics; empty elsewhere
-	Attempt    uint32    // attempts of the current stage that already failed (set by retries)
-	FailedAt   time.Time // when the current stage first failed it (zero before any failure)
+	ID       string    // message id: Idempotency-Key, the type's id pointer, or a UUIDv7
+	Client   string    // client id of the sender
+	Type     string    // message type
+	Key      string    // ordering key (the type's key pointer), or ID when the type has none
+	Endpoint string    // target endpoint on deliver topics; empty elsewhere
+	Attempt  uint32    // attempts of the current stage that already failed (set by retries)
+	FailedAt time.Time // when the current stage first failed it (zero before any failure)
 	// Released marks a message of a strict-order key that waited behind a failed one and now
 	// runs in its turn (see internal/retry).
-	Released bool
+	Released   bool
 	ReceivedAt time.Time // when ingest accepted it
 	Payload    []byte
 }
