@@ -58,12 +58,17 @@ types:
     format: csv
     schema: missing.json
     key: customer/id
+    ordering: total
     pipeline:
       sink: {dsn: "mysql://x", table: "bad table;", columns: [{name: total, pointer: /total, type: money}]}
       deliver: [ghost]
+      retry: {schedule: [], max_attempts: -1}
 endpoints:
   - name: p
     url: ftp://example
+    retry: {schedule: [1s, -5s], jitter: 1.5}
+    health: {failing_after: -1}
+dead_letters: {notify: nowhere}
 `
 	_, err := Parse([]byte(raw), dir, env(nil))
 	probs, ok := err.(*Problems)
@@ -75,6 +80,9 @@ endpoints:
 		"listen.ingest", "limits.max_body", "clients[0].token_hash", "clients[0].types[0]", "clients[1].id",
 		"types[0].format", "types[0].schema", "types[0].key", "pipeline.sink.dsn", "pipeline.sink.table",
 		"columns[0].type", "pipeline.deliver[0]", "endpoints[0].url", "endpoints[0]: needs a secret",
+		"types[0].ordering", "types[0].pipeline.retry.schedule", "types[0].pipeline.retry.max_attempts",
+		"endpoints[0].retry.schedule[1]", "endpoints[0].retry.jitter", "endpoints[0].health.failing_after",
+		"dead_letters.notify",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("problems miss %q:\n%s", want, text)
