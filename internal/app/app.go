@@ -297,7 +297,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}
 
 	// Stages.
-	stage := func(name, topic string, workers, batch int, h runtime.Handler, st retry.Stage, gate func(context.Context) error) {
+	stage := func(name, topic string, workers, batch int, h runtime.Handler, st retry.Stage, pause runtime.Pauser) {
 		done := &atomic.Int64{}
 		a.finished[name] = done
 		st.Topic, st.Strict = topic, strict
@@ -308,7 +308,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		}
 		a.stages = append(a.stages, stageSpec{
 			cfg: runtime.Config{Name: name, Topic: topic, Group: topic, Workers: workers, Window: rt.Window, BatchSize: batch,
-				DrainTimeout: rt.ShutdownTimeout.D(), Logger: a.log, Fail: fh.Fail, Hold: fh.Hold, Done: fh.Done, Gate: gate},
+				DrainTimeout: rt.ShutdownTimeout.D(), Logger: a.log, Fail: fh.Fail, Hold: fh.Hold, Done: fh.Done, Pause: pause},
 			handler: instrument(m, name, done, h),
 		})
 	}
@@ -339,7 +339,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 					}
 					a.log.Warn("endpoint disabled: the partner answered 410 Gone; resume it with weir endpoints resume", "endpoint", ep.Name)
 				}},
-			h.Wait)
+			h)
 	}
 
 	if err != nil {

@@ -111,6 +111,13 @@ func (h *Health) Resume() error {
 	return h.save(Pause{})
 }
 
+// Paused reports whether deliveries are paused.
+func (h *Health) Paused() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.pause.Paused
+}
+
 // Wait blocks while the endpoint is paused.
 func (h *Health) Wait(ctx context.Context) error {
 	h.mu.Lock()

@@ -57,9 +57,9 @@ type Config struct {
 	Hold func(rec buffer.Record) (bool, error)
 	// Done, when set, is told about the records that succeeded, before they count as finished.
 	Done func(recs []buffer.Record) error
-	// Gate, when set, is called before each fetch and blocks while the stage must not take new
-	// records (a paused endpoint); records stay in the log meanwhile.
-	Gate func(ctx context.Context) error
+	// Pause, when set, stops the stage while it is paused (a paused endpoint): it neither
+	// fetches nor starts handler calls; records stay in the log, or in memory once fetched.
+	Pause Pauser
 	// OnRetry is told about transient failures before the retry is scheduled (optional).
 	OnRetry func(rec buffer.Record, attempt int, err error, next time.Duration)
 	Logger  *slog.Logger
@@ -93,6 +93,12 @@ func (c *Config) defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+}
+
+// Pauser says whether a stage must hold off, and waits until it may go on.
+type Pauser interface {
+	Paused() bool
+	Wait(ctx context.Context) error
 }
 
 // item is one record in flight.
@@ -192,7 +198,7 @@ func (s *Stage) run(ctx context.Context) error {
 loop:
 	for {
 		var work chan []*item
-		if pending == nil && len(s.ready) > 0 && s.running < s.cfg.Workers {
+		if pending == nil && len(s.ready) > 0 && s.running < s.cfg.Workers && !s.paused() {
 			var err error
 			if pending, err = s.nextBatch(); err != nil {
 				runErr = err
@@ -246,7 +252,10 @@ loop:
 	drain:
 		for pending != nil || len(s.ready) > 0 || s.running > 0 {
 			var work chan []*item
-			if pending == nil && len(s.ready) > 0 && s.running < s.cfg.Workers {
+			if s.paused() && pending == nil && s.running == 0 {
+				break drain // what is left runs after the restart
+			}
+			if pending == nil && len(s.ready) > 0 && s.running < s.cfg.Workers && !s.paused() {
 				var err error
 				if pending, err = s.nextBatch(); err != nil {
 					runErr = err
@@ -288,11 +297,13 @@ loop:
 	return runErr
 }
 
+func (s *Stage) paused() bool { return s.cfg.Pause != nil && s.cfg.Pause.Paused() }
+
 // fetch pulls records while both the window and the span have room.
 func (s *Stage) fetch(ctx context.Context) error {
 	for {
-		if s.cfg.Gate != nil {
-			if err := s.cfg.Gate(ctx); err != nil {
+		if s.cfg.Pause != nil {
+			if err := s.cfg.Pause.Wait(ctx); err != nil {
 				return err
 			}
 		}

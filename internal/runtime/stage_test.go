@@ -461,22 +461,34 @@ func TestFailHookErrorStopsTheStage(t *testing.T) {
 	stop()
 }
 
-// A closed gate keeps the stage from fetching; opening it lets the records through.
-func TestGateHoldsFetching(t *testing.T) {
+type gate chan struct{}
+
+func (g gate) Paused() bool {
+	select {
+	case <-g:
+		return false
+	default:
+		return true
+	}
+}
+
+func (g gate) Wait(ctx context.Context) error {
+	select {
+	case <-g:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// A paused stage neither fetches nor hands out work; resuming lets the records through.
+func TestPauseHoldsTheStage(t *testing.T) {
 	l := openLog(t, t.TempDir())
 	defer l.Close()
 	fill(t, l, "in", 20, 5)
-	open := make(chan struct{})
+	open := make(gate)
 	rec := newRecorder(20)
-	stop := run(t, l, runtime.Config{Name: "t", Topic: "in", Group: "g",
-		Gate: func(ctx context.Context) error {
-			select {
-			case <-open:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}},
+	stop := run(t, l, runtime.Config{Name: "t", Topic: "in", Group: "g", Pause: open},
 		func(ctx context.Context, recs []buffer.Record) []error {
 			for _, r := range recs {
 				rec.add(r)
@@ -488,7 +500,7 @@ func TestGateHoldsFetching(t *testing.T) {
 	early := rec.count
 	rec.mu.Unlock()
 	if early != 0 {
-		t.Fatalf("%d records handled while the gate was closed", early)
+		t.Fatalf("%d records handled while paused", early)
 	}
 	close(open)
 	wait(t, rec.done)
