@@ -207,6 +207,7 @@ func TestValidate(t *testing.T) {
 		{"zero delay", retry.Policy{Schedule: []time.Duration{0, time.Second}}, ""},
 		{"jitter just below 1", retry.Policy{Schedule: []time.Duration{time.Second}, Jitter: 0.999}, ""},
 		{"negative delay", retry.Policy{Schedule: []time.Duration{time.Second, -time.Second}}, "schedule[1]"},
+		{"negative nanosecond", retry.Policy{Schedule: []time.Duration{-1}}, "schedule[0]"},
 		{"jitter 1", retry.Policy{Schedule: []time.Duration{time.Second}, Jitter: 1}, "jitter"},
 		{"jitter above 1", retry.Policy{Schedule: []time.Duration{time.Second}, Jitter: 1.5}, "jitter"},
 		{"negative jitter", retry.Policy{Schedule: []time.Duration{time.Second}, Jitter: -0.1}, "jitter"},

@@ -162,6 +162,7 @@ func (h *StageHandler) Fail(recs []buffer.Record, errs []error) error {
 	var holds, releases []state.Hold
 	events := make([]state.Event, 0, len(recs))
 	gone := false
+	var marks []state.Mark
 	for i, rec := range recs {
 		err := errs[i]
 		m, derr := message.Decode(rec.Value)
@@ -173,6 +174,16 @@ func (h *StageHandler) Fail(recs []buffer.Record, errs []error) error {
 			continue
 		}
 		failed := int(m.Attempt) + 1
+		// The same record handled again after a crash (before its stage committed) finds its
+		// failure already recorded: its retry is scheduled, or it is dead-lettered. One chain.
+		marked, merr := r.cfg.Store.Marked(st.Topic, m.Client, m.Type, m.ID, m.ReceivedAt)
+		if merr != nil {
+			return merr
+		}
+		if marked >= uint32(failed) {
+			continue
+		}
+		mark := state.Mark{Topic: st.Topic, Client: m.Client, Type: m.Type, ID: m.ID, ReceivedAt: m.ReceivedAt, Failed: uint32(failed)}
 		first := m.FailedAt
 		if first.IsZero() {
 			first = now
@@ -198,6 +209,8 @@ func (h *StageHandler) Fail(recs []buffer.Record, errs []error) error {
 				Client: m.Client, Type: m.Type, MessageID: m.ID, Reason: reason, Error: e.Error, Attempts: failed,
 				FirstAt: first, LastAt: now, Code: code, Response: body, Key: rec.Key, Message: rec.Value}
 			letters = append(letters, d)
+			mark.Failed = state.MarkFinal
+			marks = append(marks, mark)
 			e.Status, e.Reason, e.Letter = state.StatusDead, reason, d.ID
 			events = append(events, e)
 			if h.holds[holdID(m.Type, m.Key)] {
@@ -208,6 +221,7 @@ func (h *StageHandler) Fail(recs []buffer.Record, errs []error) error {
 		if st.Strict != nil && st.Strict(m.Type) && !h.holds[holdID(m.Type, m.Key)] {
 			holds = append(holds, state.Hold{Topic: st.Topic, Type: m.Type, Key: m.Key})
 		}
+		marks = append(marks, mark)
 		m.Attempt, m.FailedAt = uint32(failed), first
 		due := now.Add(wait)
 		retries = append(retries, state.Retry{Topic: st.Topic, Due: due, Key: rec.Key, Value: m.Encode(),
@@ -221,7 +235,7 @@ func (h *StageHandler) Fail(recs []buffer.Record, errs []error) error {
 			notify = &state.Notification{Topic: topic, Msgs: msgs}
 		}
 	}
-	if err := r.cfg.Store.Failures(state.Failures{Retries: retries, Letters: letters, Events: events, Holds: holds, Notify: notify}); err != nil {
+	if err := r.cfg.Store.Failures(state.Failures{Retries: retries, Letters: letters, Events: events, Holds: holds, Marks: marks, Notify: notify}); err != nil {
 		return err
 	}
 	for _, hd := range holds {
@@ -375,7 +389,7 @@ func (r *Retries) Replay(ctx context.Context, ids []string) ([]string, error) {
 		if err != nil {
 			return d.Message
 		}
-		m.Attempt, m.FailedAt = 0, time.Time{}
+		m.Attempt, m.FailedAt, m.Released = 0, time.Time{}, false
 		return m.Encode()
 	})
 }

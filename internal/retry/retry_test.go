@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -51,15 +50,6 @@ func (c *fakeClock) Set(t time.Time) {
 }
 
 func (c *fakeClock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
-
-// knownBug skips a test that reproduces a bug in the code under test, unless WEIR_KNOWN_BUGS is
-// set: the test states the correct behaviour and fails until the bug is fixed.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("WEIR_KNOWN_BUGS") == "" {
-		t.Skip("known bug (set WEIR_KNOWN_BUGS=1 to run): " + what)
-	}
-}
 
 // harness is a state store on an embedded log with the retry machinery over it, driven by a
 // fake clock and a jitter source that returns 0.5 (no jitter) unless a test configures another.
@@ -147,7 +137,7 @@ func (h *harness) ingest(topic string, m message.Message) buffer.Record {
 // fetchOne reads the one record that must be waiting in topic.
 func (h *harness) fetchOne(topic string) buffer.Record {
 	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	recs, err := h.consumer(topic).Fetch(ctx, 10)
 	if err != nil {
@@ -415,6 +405,7 @@ func TestFailureClassification(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
 			h := newHarness(t, func(cfg *retry.Config) { cfg.Rand = constRand(c.rand) })
 			gone := 0
 			st := h.stage(topic, func() { gone++ })
@@ -648,8 +639,10 @@ func TestReplayConcurrent(t *testing.T) {
 		done []string
 		errs []error
 	)
+	start := make(chan struct{})
 	for range 10 {
 		wg.Go(func() {
+			<-start
 			ids, err := h.retries.Replay(context.Background(), []string{d.ID})
 			mu.Lock()
 			defer mu.Unlock()
@@ -659,6 +652,7 @@ func TestReplayConcurrent(t *testing.T) {
 			}
 		})
 	}
+	close(start)
 	wg.Wait()
 	if len(errs) > 0 {
 		t.Fatalf("replay errors: %v", errs)
@@ -674,7 +668,6 @@ func TestReplayConcurrent(t *testing.T) {
 
 // Replay with one id listed twice must still append the message once.
 func TestReplayDuplicateIDInOneCall(t *testing.T) {
-	knownBug(t, "state.Store.Replay appends a dead letter once per occurrence of its id in ids")
 	h := newHarness(t)
 	d := h.deadLetter(topic, newMessage("dup"))
 	if done := h.replay(d.ID, d.ID); len(done) != 1 {
@@ -835,7 +828,6 @@ func TestNotifyFailureWritesNothing(t *testing.T) {
 // A record handled twice (the stage crashed before committing past it, so the log delivers it
 // again) must leave one retry, not two: Retry documents that the entry's key makes it unique.
 func TestRecordHandledTwiceKeepsOneRetry(t *testing.T) {
-	knownBug(t, "the retry key starts with the due time, so a record failed twice at different times gets two entries")
 	h := newHarness(t)
 	st := h.stage(topic, nil)
 	rec := h.ingest(topic, newMessage("twice"))

@@ -168,7 +168,7 @@ func (s *Store) Replay(ctx context.Context, ids []string, reset func(d *DeadLett
 	defer s.replayMu.Unlock()
 	byTopic := map[string][]DeadLetter{}
 	var order []string
-	for _, id := range ids {
+	for _, id := range unique(ids) {
 		d, err := s.DeadLetter(id)
 		if errors.Is(err, ErrNotFound) {
 			continue
@@ -191,6 +191,9 @@ func (s *Store) Replay(ctx context.Context, ids []string, reset func(d *DeadLett
 			d := &letters[i]
 			msgs[i] = buffer.Message{Key: d.Key, Value: reset(d)}
 			side = append(side, embedded.KV{Key: letterKey(d.ID), Delete: true})
+			// A fresh schedule: forget how far the failed run got.
+			mk := Mark{Topic: d.Topic, Client: d.Client, Type: d.Type, ID: d.MessageID}
+			side = append(side, embedded.KV{Key: mk.key(), Delete: true})
 			ek, ev, err := eventKV(Event{Client: d.Client, ID: d.MessageID, Type: d.Type, Stage: d.Stage, Endpoint: d.Endpoint,
 				Status: StatusReplayed, At: now, Letter: d.ID})
 			if err != nil {
@@ -215,7 +218,7 @@ func (s *Store) Discard(ids []string) (int, error) {
 	b := s.db.NewBatch()
 	defer b.Close()
 	n := 0
-	for _, id := range ids {
+	for _, id := range unique(ids) {
 		if _, err := s.DeadLetter(id); errors.Is(err, ErrNotFound) {
 			continue
 		} else if err != nil {
@@ -231,6 +234,19 @@ func (s *Store) Discard(ids []string) (int, error) {
 		return 0, fmt.Errorf("state: %w", err)
 	}
 	return n, nil
+}
+
+// unique returns ids without repeats, in their first order.
+func unique(ids []string) []string {
+	seen := make(map[string]bool, len(ids))
+	out := ids[:0:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // ExpireDeadLetters removes the dead letters written before cutoff.

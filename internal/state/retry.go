@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -27,8 +28,9 @@ type Retry struct {
 	Due   time.Time
 	Key   []byte // the ordering key, which picks the partition
 	Value []byte // the message envelope, with its attempt count and first failure
-	// From is the record that failed (partition and offset), which makes the entry's key
-	// unique: a record handled twice after a crash overwrites its own entry.
+	// From is the record that failed (partition and offset): with the due time it makes the
+	// entry's key unique. A record handled twice (after a crash, before its commit) is caught by
+	// the message's failure mark instead (see Mark).
 	Partition int
 	Offset    uint64
 
@@ -95,7 +97,68 @@ type Failures struct {
 	Letters []DeadLetter
 	Events  []Event
 	Holds   []Hold // strict-order keys that now wait for a retry
+	Marks   []Mark // how far each failed message got (see Mark)
 	Notify  *Notification
+}
+
+// Mark records how many attempts of a message in a stage have failed, so that the same record
+// handled again — redelivered after a crash, before its stage committed — is recognized as
+// already scheduled (or dead-lettered) and does not start a second chain of retries. Marks are
+// keyed by the message (client, type, id) and stage topic, carry its acceptance time to tell a
+// later message with a reused id apart, and expire with the message's dedup receipt.
+type Mark struct {
+	Topic, Client, Type, ID string
+	ReceivedAt              time.Time
+	Failed                  uint32 // attempts failed so far; MarkFinal once dead-lettered
+}
+
+// MarkFinal is the Failed count of a message that was dead-lettered.
+const MarkFinal = ^uint32(0)
+
+const prefixMark = "m/" // m/<client>\0<type>\0<id>\0<topic>
+
+func markPrefix(client, typ, id string) []byte {
+	k := make([]byte, 0, len(prefixMark)+len(client)+len(typ)+len(id)+3)
+	k = append(k, prefixMark...)
+	k = append(k, client...)
+	k = append(k, 0)
+	k = append(k, typ...)
+	k = append(k, 0)
+	k = append(k, id...)
+	return append(k, 0)
+}
+
+func (m *Mark) key() []byte { return append(markPrefix(m.Client, m.Type, m.ID), m.Topic...) }
+
+func (m *Mark) value() []byte {
+	v := binary.AppendUvarint(nil, uint64(m.Failed))
+	return binary.AppendVarint(v, m.ReceivedAt.UnixNano())
+}
+
+// Marked returns the failed attempts recorded for the message accepted at receivedAt in topic
+// (0 when none are).
+func (s *Store) Marked(topic, client, typ, id string, receivedAt time.Time) (uint32, error) {
+	m := Mark{Topic: topic, Client: client, Type: typ, ID: id}
+	v, closer, err := s.db.Get(m.key())
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("state: %w", err)
+	}
+	defer closer.Close()
+	failed, n := binary.Uvarint(v)
+	if n <= 0 {
+		return 0, fmt.Errorf("state: failure mark is corrupt")
+	}
+	at, w := binary.Varint(v[n:])
+	if w <= 0 {
+		return 0, fmt.Errorf("state: failure mark is corrupt")
+	}
+	if at != receivedAt.UnixNano() {
+		return 0, nil // another message that reused the id after the first one expired
+	}
+	return uint32(failed), nil
 }
 
 // Failures writes, in one batch, the retries and dead letters of failed records together with
@@ -108,6 +171,9 @@ func (s *Store) Failures(f Failures) error {
 	kvs := make([]embedded.KV, 0, len(retries)+len(letters)+len(events)+len(f.Holds))
 	for _, h := range f.Holds {
 		kvs = append(kvs, embedded.KV{Key: holdKey(h)})
+	}
+	for i := range f.Marks {
+		kvs = append(kvs, embedded.KV{Key: f.Marks[i].key(), Value: f.Marks[i].value()})
 	}
 	for i := range retries {
 		kvs = append(kvs, embedded.KV{Key: retries[i].storeKey(), Value: retries[i].storeValue()})
@@ -126,7 +192,7 @@ func (s *Store) Failures(f Failures) error {
 		}
 		kvs = append(kvs, embedded.KV{Key: k, Value: v})
 	}
-	if notify != nil {
+	if notify != nil && len(notify.Msgs) > 0 {
 		if err := s.owner.AppendWith(context.Background(), notify.Topic, notify.Msgs, kvs); err != nil {
 			return fmt.Errorf("state: %w", err)
 		}

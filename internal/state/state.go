@@ -154,6 +154,8 @@ func (s *Store) ExpireReceipts(cutoff time.Time) (int, error) {
 			if typ, id, ok := bytes.Cut(rest, []byte{0}); ok {
 				p := typeStatusPrefix(string(client), string(id), string(typ))
 				b.DeleteRange(p, append(bytes.Clone(p[:len(p)-1]), 1), nil)
+				m := markPrefix(string(client), string(typ), string(id))
+				b.DeleteRange(m, append(bytes.Clone(m[:len(m)-1]), 1), nil)
 			}
 		}
 		n++
