@@ -168,7 +168,9 @@ func (a *API) matching(r *http.Request) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	if f == (state.LetterFilter{}) && r.URL.Query().Get("all") != "true" {
+	selects := f
+	selects.Limit, selects.After = 0, "" // paging alone selects everything
+	if selects == (state.LetterFilter{}) && r.URL.Query().Get("all") != "true" {
 		return nil, errors.New("give at least one filter, or all=true to select every dead letter")
 	}
 	limit := f.Limit

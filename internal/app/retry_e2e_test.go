@@ -1,9 +1,11 @@
 package app_test
 
-// End-to-end tests of failure handling: durable delivery retries on the endpoint's schedule,
-// dead letters (exhausted, permanent, gone), endpoint pause on 410 Gone, replay from the dead-letter
-// store, process-step failures, and deduplication across a restart. Each runs a whole weir
-// (app.New + Run) against a real partner on 127.0.0.1 whose answers a test switches at runtime.
+// End-to-end tests of failure handling: durable retries on the endpoints' and steps' schedules
+// (max_attempts, max_age, across restarts), dead letters (exhausted, permanent, gone, removed)
+// with their notifications, endpoint health (failing, paused on 410 Gone or after pause_after),
+// replay and discard through the admin API, and deduplication across a restart. Each test runs a
+// whole weir (app.New + Run) against a real partner on 127.0.0.1 whose answers it switches at
+// runtime, with schedules of a few hundred milliseconds.
 
 import (
 	"bytes"
@@ -13,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -455,7 +458,7 @@ func TestRetryPartnerDownThenBack(t *testing.T) {
 	})
 	before := p.attempts()
 	settle()
-	if after := p.attempts(); !maps2Equal(before, after) {
+	if after := p.attempts(); !maps.Equal(before, after) {
 		t.Errorf("attempts went on after every message was delivered: before %v, after %v", before, after)
 	}
 	if n := h.scheduled(); n != 0 {
@@ -506,18 +509,6 @@ func TestRetryPartnerDownThenBack(t *testing.T) {
 	if got := p.rcv.Unique(); got != n {
 		t.Errorf("partner accepted %d distinct webhook-ids, want %d", got, n)
 	}
-}
-
-func maps2Equal(a, b map[string]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // Messages the partner always refuses with 500 are dead-lettered after exactly max_attempts
@@ -646,7 +637,8 @@ func TestRetryGonePausesEndpoint(t *testing.T) {
 	}
 	gone.Store(false) // the partner would accept now; only the pause holds deliveries back
 
-	// The pause is stored: it holds after a restart.
+	// The pause is stored: it holds after a restart. (Messages sent right after a pause without a
+	// restart are the subject of TestRetryPauseHoldsNewMessages.)
 	h.stop()
 	h = launch(t, path, p.rcv)
 	if st := h.endpointState(); st["state"] != deliver.Paused {
@@ -703,12 +695,10 @@ func TestRetryGonePausesEndpoint(t *testing.T) {
 }
 
 // A pause must hold from the moment it is taken: messages that arrive after the endpoint was
-// paused (without a restart in between) must not be attempted.
+// paused (by an operator or by a 410, without a restart in between) are not attempted until it
+// is resumed. (The deliver stage used to be idle inside Fetch when the pause came, past its
+// gate, and attempted the next records anyway.)
 func TestRetryPauseHoldsNewMessages(t *testing.T) {
-	if os.Getenv("WEIR_TEST_KNOWN_BUGS") == "" {
-		t.Skip("known bug (set WEIR_TEST_KNOWN_BUGS=1 to run): the deliver stage's fetcher passes its Gate " +
-			"before the pause and then waits inside Fetch, so the first messages after a pause are still attempted")
-	}
 	p := newFlaky(t, nil)
 	h := startFlaky(t, p, `retry: {schedule: [100ms], jitter: 0, max_attempts: 5}`)
 	// Deliver one message so that the stage is idle, waiting for the next record.
@@ -829,9 +819,28 @@ func TestRetryReplayFromDeadLetters(t *testing.T) {
 		t.Errorf("replayed dead letter still shown: %d %s", a.code, a.raw)
 	}
 
+	// Time filters: every letter is from the last minute.
+	past, future := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339), time.Now().Add(time.Minute).UTC().Format(time.RFC3339)
+	if n := len(h.letters("since=" + past + "&until=" + future)); n != 5 {
+		t.Errorf("since/until around now: %d letters, want 5", n)
+	}
+	if n := len(h.letters("since=" + future)); n != 0 {
+		t.Errorf("since the future: %d letters", n)
+	}
+	if n := len(h.letters("until=" + past)); n != 0 {
+		t.Errorf("until a minute ago: %d letters", n)
+	}
+	if a := adm.do("POST", "/v1/admin/dead-letters/replay?until="+past, "", "", "", nil); a.code != 200 || a.body["replayed"] != 0.0 {
+		t.Errorf("replay until a minute ago: %d %s", a.code, a.raw)
+	}
 	// A filter is required for a bulk replay.
-	if a := adm.do("POST", "/v1/admin/dead-letters/replay", "", "", "", nil); a.code != 400 {
-		t.Errorf("replay without a filter: %d %s", a.code, a.raw)
+	for _, q := range []string{"", "?limit=1000", "?after=0"} { // paging alone is no filter
+		if a := adm.do("POST", "/v1/admin/dead-letters/replay"+q, "", "", "", nil); a.code != 400 {
+			t.Errorf("replay%s without a filter: %d %s", q, a.code, a.raw)
+		}
+		if a := adm.do("POST", "/v1/admin/dead-letters/discard"+q, "", "", "", nil); a.code != 400 {
+			t.Errorf("discard%s without a filter: %d %s", q, a.code, a.raw)
+		}
 	}
 	// All that match a filter: the other events, not the notes.
 	a = adm.do("POST", "/v1/admin/dead-letters/replay?type=event", "", "", "", nil)
@@ -1034,5 +1043,348 @@ func TestRetryDuplicatesAcrossRestart(t *testing.T) {
 	var payload string
 	if err := db.QueryRow(`select payload from orders where client='acme' and id='d-1'`).Scan(&payload); err != nil || !strings.Contains(payload, `"id":"c-1"`) {
 		t.Errorf("acme's row: %s %v", payload, err)
+	}
+}
+
+// max_age gives up when the next attempt would come too long after the first failure, however
+// many attempts max_attempts still allows.
+func TestRetryMaxAge(t *testing.T) {
+	p := newFlaky(t, func(hit) int { return http.StatusServiceUnavailable })
+	// Attempts at 0, 1 s and 2 s; a fourth at 3 s would be past the 2.5 s.
+	h := startFlaky(t, p, `retry: {schedule: [1s], jitter: 0, max_attempts: 100, max_age: 2500ms}`)
+	h.post("event", `{"id":"aged"}`)
+	eventually(t, "the dead letter", func() bool { return len(h.letters("reason=exhausted")) == 1 })
+	d := h.letters("")[0]
+	if d.MessageID != "aged" || d.Attempts != 3 || d.Code != 503 {
+		t.Errorf("dead letter %+v", d)
+	}
+	settle()
+	if got := len(p.hitsFor("aged")); got != 3 {
+		t.Errorf("%d attempts, want 3", got)
+	}
+}
+
+// Retries are durable: messages waiting for their next attempt when weir stops get it after
+// the restart, once, and their trail goes on counting attempts.
+func TestRetryScheduleSurvivesRestart(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	p := newFlaky(t, func(hit) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return 0
+	})
+	path := retryConfig(t, t.TempDir(), p.url, `retry: {schedule: [1500ms], jitter: 0, max_attempts: 10}`)
+	h := launch(t, path, p.rcv)
+	ids := []string{"s-1", "s-2", "s-3", "s-4", "s-5"}
+	for _, id := range ids {
+		h.post("event", fmt.Sprintf(`{"id":%q}`, id))
+	}
+	eventually(t, "five retries scheduled", func() bool { return h.scheduled() == 5 })
+	h.stop()
+	for _, id := range ids {
+		if got := len(p.hitsFor(id)); got != 1 {
+			t.Fatalf("%s: %d attempts before the restart, want 1", id, got)
+		}
+	}
+	down.Store(false)
+
+	h = launch(t, path, p.rcv)
+	eventually(t, "delivered after the restart", func() bool {
+		for _, id := range ids {
+			if p.ok(id) == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	settle()
+	for _, id := range ids {
+		if got, ok := len(p.hitsFor(id)), p.ok(id); got != 2 || ok != 1 {
+			t.Errorf("%s: %d attempts, %d 2xx; want 2 and 1", id, got, ok)
+		}
+		s, trail := h.status(id)
+		evs := stageEvents(trail, "deliver")
+		if s != "delivered" || len(evs) != 2 || evs[0].Status != "retrying" || evs[1].Status != "delivered" || evs[1].Attempts != 2 {
+			t.Errorf("%s: status %s, trail %+v", id, s, evs)
+		}
+	}
+	if n := h.scheduled(); n != 0 {
+		t.Errorf("%v retries still scheduled", n)
+	}
+}
+
+// An endpoint failing for longer than health.pause_after is paused; after a resume everything
+// waiting is delivered exactly once.
+func TestRetryFailingEndpointPauses(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	p := newFlaky(t, func(hit) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return 0
+	})
+	h := startFlaky(t, p, `retry: {schedule: [100ms], jitter: 0, max_attempts: 1000}
+health: {failing_after: 3, pause_after: 300ms}`)
+	ids := []string{"f-1", "f-2", "f-3", "f-4"}
+	for _, id := range ids {
+		h.post("event", fmt.Sprintf(`{"id":%q}`, id))
+	}
+	eventually(t, "the endpoint paused", func() bool { return h.endpointState()["state"] == deliver.Paused })
+	if st := h.endpointState(); !strings.Contains(fmt.Sprint(st["pause_reason"]), "failing since") {
+		t.Errorf("pause: %v", st)
+	}
+	// Paused, nothing is attempted any more (allowing the attempts already under way to end).
+	settle()
+	before := p.attempts()
+	settle()
+	if after := p.attempts(); !maps.Equal(before, after) {
+		t.Errorf("attempts while paused: before %v, after %v", before, after)
+	}
+	down.Store(false)
+	if a := h.admin().do("POST", "/v1/admin/endpoints/partner/resume", "", "", "", nil); a.code != 200 || a.body["state"] != deliver.Healthy {
+		t.Fatalf("resume: %d %s", a.code, a.raw)
+	}
+	eventually(t, "delivered after the resume", func() bool {
+		for _, id := range ids {
+			if s, _ := h.status(id); s != "delivered" {
+				return false
+			}
+		}
+		return true
+	})
+	settle()
+	for _, id := range ids {
+		if ok := p.ok(id); ok != 1 {
+			t.Errorf("%s: %d 2xx answers, want 1", id, ok)
+		}
+	}
+	if ls := h.letters(""); len(ls) != 0 {
+		t.Errorf("dead letters: %+v", ls)
+	}
+	if n := h.scheduled(); n != 0 {
+		t.Errorf("%v retries still scheduled", n)
+	}
+}
+
+// dead_letters.notify sends an operations event for each dead letter, signed like any delivery,
+// with the dead letter's id in its webhook-id; the notify endpoint's own dead letters announce
+// nothing.
+func TestRetryDeadLetterNotify(t *testing.T) {
+	var opsDown atomic.Bool
+	p := newFlaky(t, func(x hit) int {
+		switch {
+		case x.Path == "/ops" && opsDown.Load():
+			return http.StatusInternalServerError
+		case x.Path == "/ops":
+			return 0
+		case strings.HasSuffix(x.ID, "-poison"):
+			return http.StatusInternalServerError
+		case x.ID == "moved":
+			return http.StatusFound
+		}
+		return 0
+	})
+	h := startFlaky(t, p, `retry: {schedule: [100ms], jitter: 0, max_attempts: 2}`, fmt.Sprintf(`  - name: ops
+    url: %s/ops
+    secret: %s
+    allow_private: true
+    retry: {schedule: [100ms], jitter: 0, max_attempts: 2}
+dead_letters: {notify: ops}`, p.url, secret))
+	h.post("event", `{"id":"n-poison"}`)
+	h.post("event", `{"id":"moved"}`)
+	h.post("event", `{"id":"fine"}`)
+	opsHits := func() []hit {
+		var out []hit
+		for _, x := range p.all() {
+			if x.Path == "/ops" {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+	eventually(t, "two operations events", func() bool { return len(opsHits()) == 2 })
+	letters := byMessage(t, h.letters("endpoint=partner"))
+	type opsEvent struct {
+		Type string `json:"type"`
+		Data letter `json:"data"`
+	}
+	got := map[string]opsEvent{}
+	for _, x := range opsHits() {
+		var e opsEvent
+		if err := json.Unmarshal(x.Body, &e); err != nil {
+			t.Fatalf("operations event %s: %v", x.Body, err)
+		}
+		if !x.Verified || x.Code != 204 || x.ID != "dl_"+e.Data.ID {
+			t.Errorf("operations event: %+v", x)
+		}
+		got[e.Data.MessageID] = e
+	}
+	if e := got["n-poison"]; e.Type != "message.exhausted" || e.Data.ID != letters["n-poison"].ID || e.Data.Attempts != 2 || e.Data.Reason != "exhausted" {
+		t.Errorf("event for n-poison: %+v", e)
+	}
+	if e := got["moved"]; e.Type != "message.dead_lettered" || e.Data.ID != letters["moved"].ID || e.Data.Reason != "permanent" || e.Data.Code != 302 {
+		t.Errorf("event for moved: %+v", e)
+	}
+
+	// The operations webhook fails: its event is dead-lettered and announces nothing.
+	opsDown.Store(true)
+	h.post("event", `{"id":"n2-poison"}`)
+	eventually(t, "the operations event dead-lettered", func() bool { return len(h.letters("endpoint=ops")) == 1 })
+	settle()
+	ops := h.letters("endpoint=ops")[0]
+	if ops.Client != "weir" || ops.Reason != "exhausted" || ops.Attempts != 2 || ops.Code != 500 {
+		t.Errorf("operations dead letter: %+v", ops)
+	}
+	if n := len(opsHits()); n != 4 {
+		t.Errorf("%d requests to the operations webhook, want 2 events and 2 attempts of the third", n)
+	}
+	if n := len(h.letters("")); n != 4 {
+		t.Errorf("%d dead letters, want 4", n)
+	}
+	if ok := p.ok("fine"); ok != 1 {
+		t.Errorf("fine: %d 2xx", ok)
+	}
+}
+
+// The persist step retries a sink that is busy on the type's schedule, without holding up the
+// deliveries; the rows are written once the database is free.
+func TestRetryPersistTransient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out the SQLite sink's 10 s busy timeout")
+	}
+	p := newFlaky(t, nil)
+	h := startFlaky(t, p, "")
+	// Another writer holds SQLite's write lock.
+	lockDB, err := sql.Open("sqlite", filepath.Join(h.dataDir, "checked.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lockDB.Close()
+	conn, err := lockDB.Conn(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(t.Context(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	locked := true
+	defer func() {
+		if locked {
+			conn.ExecContext(context.Background(), "ROLLBACK")
+		}
+	}()
+	ids := []string{"b-1", "b-2", "b-3"}
+	var lines []string
+	for _, id := range ids {
+		lines = append(lines, fmt.Sprintf(`{"id":%q}`, id))
+	}
+	h.postBatch("checked", lines)
+	eventually(t, "deliveries while the sink is locked", func() bool { return p.rcv.Unique() == len(ids) })
+	eventually(t, "a persist retry", func() bool {
+		_, trail := h.status(ids[0])
+		return len(stageEvents(trail, "persist")) > 0
+	})
+	if _, err := conn.ExecContext(t.Context(), "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	locked = false
+
+	db, err := sql.Open("sqlite", filepath.Join(h.dataDir, "checked.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	eventually(t, "the rows", func() bool { return countRows(t, db, "checked") == len(ids) })
+	eventually(t, "every status delivered", func() bool {
+		for _, id := range ids {
+			if s, _ := h.status(id); s != "delivered" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, id := range ids {
+		_, trail := h.status(id)
+		evs := stageEvents(trail, "persist")
+		if len(evs) < 2 || evs[len(evs)-1].Status != "persisted" {
+			t.Errorf("%s: persist trail %+v", id, evs)
+			continue
+		}
+		for j, e := range evs[:len(evs)-1] {
+			if e.Status != "retrying" || e.Attempts != j+1 || e.NextAt.IsZero() ||
+				!strings.Contains(strings.ToLower(e.Error), "locked") && !strings.Contains(strings.ToLower(e.Error), "busy") {
+				t.Errorf("%s: persist event %d: %+v", id, j, e)
+			}
+		}
+	}
+	if ls := h.letters(""); len(ls) != 0 {
+		t.Errorf("dead letters: %+v", ls)
+	}
+	if n := h.scheduled(); n != 0 {
+		t.Errorf("%v retries still scheduled", n)
+	}
+}
+
+// Retries whose endpoint left the config become dead letters with reason "removed", which
+// cannot be replayed until the endpoint is back; then they are delivered once.
+func TestRetryRemovedEndpoint(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
+	p := newFlaky(t, func(hit) int {
+		if down.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return 0
+	})
+	dir := t.TempDir()
+	path := retryConfig(t, dir, p.url, `retry: {schedule: [300ms], jitter: 0, max_attempts: 10}`)
+	h := launch(t, path, p.rcv)
+	h.post("event", `{"id":"x-1"}`)
+	eventually(t, "a retry scheduled", func() bool { return h.scheduled() == 1 })
+	h.stop()
+	down.Store(false)
+
+	// The same data dir, with the endpoint renamed: deliver.partner has no stage any more.
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renamed := strings.NewReplacer("name: partner", "name: partner2", "deliver: [partner]", "deliver: [partner2]").Replace(string(orig))
+	if err := os.WriteFile(path, []byte(renamed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h = launch(t, path, p.rcv)
+	eventually(t, "the removed dead letter", func() bool { return len(h.letters("reason=removed")) == 1 })
+	d := h.letters("")[0]
+	if d.MessageID != "x-1" || d.Endpoint != "partner" || d.Topic != "deliver.partner" || d.Type != "event" || d.Client != "acme" {
+		t.Errorf("dead letter %+v", d)
+	}
+	if n := h.scheduled(); n != 0 {
+		t.Errorf("%v retries scheduled", n)
+	}
+	if a := h.admin().do("POST", "/v1/admin/dead-letters/"+d.ID+"/replay", "", "", "", nil); a.code != 409 {
+		t.Errorf("replay into a removed stage: %d %s", a.code, a.raw)
+	}
+	if len(h.letters("")) != 1 {
+		t.Fatalf("the refused replay lost the dead letter")
+	}
+	h.stop()
+
+	// The endpoint is back: the replay delivers it once.
+	if err := os.WriteFile(path, orig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h = launch(t, path, p.rcv)
+	if a := h.admin().do("POST", "/v1/admin/dead-letters/"+d.ID+"/replay", "", "", "", nil); a.code != 200 || a.body["replayed"] != 1.0 {
+		t.Fatalf("replay: %d %s", a.code, a.raw)
+	}
+	eventually(t, "x-1 delivered", func() bool { return p.ok("x-1") == 1 })
+	settle()
+	if hits := p.hitsFor("x-1"); len(hits) != 2 || p.ok("x-1") != 1 {
+		t.Errorf("x-1: %+v", hits)
 	}
 }

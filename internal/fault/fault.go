@@ -80,20 +80,20 @@ func HTTP(code int, retryAfter string, body string) error {
 	}
 }
 
-// ParseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date.
+// MaxRetryAfter caps the delay a peer can ask for: a longer Retry-After counts as this long.
+const MaxRetryAfter = 24 * time.Hour
+
+// ParseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date, capped at
+// MaxRetryAfter.
 func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	if v == "" {
 		return 0, false
 	}
-	if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-		return time.Duration(s) * time.Second, true
+	if s, err := strconv.ParseInt(v, 10, 64); err == nil && s >= 0 {
+		return time.Duration(min(s, int64(MaxRetryAfter/time.Second))) * time.Second, true
 	}
 	if t, err := http.ParseTime(v); err == nil {
-		d := t.Sub(now)
-		if d < 0 {
-			d = 0
-		}
-		return d, true
+		return min(max(t.Sub(now), 0), MaxRetryAfter), true
 	}
 	return 0, false
 }

@@ -34,7 +34,10 @@ func TestHTTPClassification(t *testing.T) {
 func TestParseRetryAfter(t *testing.T) {
 	now := time.Date(2026, 11, 21, 12, 0, 0, 0, time.UTC)
 	cases := map[string]time.Duration{"0": 0, "120": 2 * time.Minute, now.Add(90 * time.Second).Format(http.TimeFormat): 90 * time.Second,
-		now.Add(-time.Hour).Format(http.TimeFormat): 0}
+		now.Add(-time.Hour).Format(http.TimeFormat): 0,
+		// Capped, and no overflow into a negative wait.
+		"100000000": MaxRetryAfter, "9223372037": MaxRetryAfter, "99999999999999999": MaxRetryAfter,
+		now.Add(30 * 24 * time.Hour).Format(http.TimeFormat): MaxRetryAfter}
 	for in, want := range cases {
 		if got, ok := ParseRetryAfter(in, now); !ok || got != want {
 			t.Errorf("ParseRetryAfter(%q) = %v, %v; want %v", in, got, ok, want)
