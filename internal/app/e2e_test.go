@@ -2,12 +2,10 @@ package app_test
 
 import (
 	"bytes"
-	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,7 +19,6 @@ import (
 	_ "modernc.org/sqlite"
 
 	"github.com/weirhq/weir/internal/app"
-	"github.com/weirhq/weir/internal/config"
 	"github.com/weirhq/weir/internal/deliver"
 	"github.com/weirhq/weir/internal/partner"
 )
@@ -97,35 +94,7 @@ endpoints:
     allow_private: true
 `, app.HashToken("acme-token"), app.HashToken("other-token"), app.HashToken("limited-token"), extra, dsn, table, ps.URL, secret)
 	os.WriteFile(filepath.Join(dir, "weir.yaml"), []byte(yaml), 0o600)
-	cfg, err := config.Load(filepath.Join(dir, "weir.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	a, err := app.New(context.Background(), cfg, app.Options{Logger: log, IngestAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	stopped := false
-	h := &harness{t: t, app: a, url: "http://" + a.IngestAddr(), partner: rcv, dataDir: filepath.Join(dir, "data"),
-		stop: func() {
-			if stopped {
-				return
-			}
-			stopped = true
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("run: %v", err)
-			}
-		}}
-	t.Cleanup(h.stop)
-	return h
+	return launch(t, filepath.Join(dir, "weir.yaml"), rcv)
 }
 
 type answer struct {
