@@ -360,11 +360,17 @@ func (h *harness) status(id string) (string, []event) {
 		h.t.Fatalf("status of %s: %d %s", id, a.code, a.raw)
 	}
 	var st struct {
-		Status string  `json:"status"`
-		Trail  []event `json:"trail"`
+		Status string    `json:"status"`
+		Next   time.Time `json:"next_attempt_at"`
+		Reason string    `json:"dead_letter_reason"`
+		Trail  []event   `json:"trail"`
 	}
 	if err := json.Unmarshal([]byte(a.raw), &st); err != nil {
 		h.t.Fatalf("status of %s: %v: %s", id, err, a.raw)
+	}
+	// The summary names the next attempt of a retrying message and the reason of a dead one.
+	if st.Status == "retrying" && st.Next.IsZero() || st.Status == "dead_lettered" && st.Reason == "" {
+		h.t.Errorf("status of %s: %q with next_attempt_at %v and dead_letter_reason %q", id, st.Status, st.Next, st.Reason)
 	}
 	return st.Status, st.Trail
 }

@@ -557,9 +557,13 @@ func (g *Gateway) handleBatch(w http.ResponseWriter, r *http.Request) {
 
 // Status is the answer of GET /v1/messages/{id}.
 type Status struct {
-	ID     string        `json:"id"`
-	Type   string        `json:"type,omitempty"`
-	Status string        `json:"status"`
+	ID     string `json:"id"`
+	Type   string `json:"type,omitempty"`
+	Status string `json:"status"`
+	// NextAttemptAt is the earliest scheduled retry of a stage that is retrying.
+	NextAttemptAt time.Time `json:"next_attempt_at,omitzero"`
+	// Reason says why a stage dead-lettered the message.
+	Reason string        `json:"dead_letter_reason,omitempty"`
 	Trail  []state.Event `json:"trail"`
 }
 
@@ -586,27 +590,41 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	st.Status = g.overall(st.Type, trail)
+	for _, e := range latest(trail) {
+		switch e.Status {
+		case state.StatusRetrying:
+			if st.NextAttemptAt.IsZero() || e.NextAt.Before(st.NextAttemptAt) {
+				st.NextAttemptAt = e.NextAt
+			}
+		case state.StatusDead:
+			st.Reason = e.Reason
+		}
+	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+// latest returns the latest event of each stage and endpoint (trail is oldest first).
+func latest(trail []state.Event) map[string]state.Event {
+	out := map[string]state.Event{}
+	for _, e := range trail {
+		out[e.Stage+"\x00"+e.Endpoint] = e
+	}
+	return out
 }
 
 // overall sums a trail up from the latest event of each stage and endpoint: dead-lettered,
 // failed or retrying when any is; delivered (or persisted) once every expected effect happened;
 // otherwise the latest status.
 func (g *Gateway) overall(typ string, trail []state.Event) string {
-	latest := map[string]string{} // stage/endpoint → its latest status (trail is oldest first)
-	for _, e := range trail {
-		latest[e.Stage+"\x00"+e.Endpoint] = e.Status
-	}
 	done := map[string]bool{}
 	worst := ""
-	for _, e := range trail {
-		st := latest[e.Stage+"\x00"+e.Endpoint]
-		switch st {
+	for _, e := range latest(trail) {
+		switch e.Status {
 		case state.StatusDead:
-			worst = st
+			worst = e.Status
 		case state.StatusFailed, state.StatusRetrying:
 			if worst != state.StatusDead {
-				worst = st
+				worst = e.Status
 			}
 		case state.StatusPersisted:
 			done["persist"] = true
