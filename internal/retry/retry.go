@@ -58,7 +58,16 @@ type Retries struct {
 
 	mu      sync.Mutex
 	deadlog time.Time // the last dead-letter log line (sampled to one a second)
+
+	// The scheduler's scans start at low: everything due before it was re-injected already, and
+	// deleted entries (which Pebble keeps until a compaction) need not be stepped over again.
+	low      time.Time
+	fullScan time.Time // the last scan from the start (one a minute, against clock jumps)
 }
+
+// lowMargin keeps the scans' start a little behind the last scan, for retries a stage wrote
+// while that scan ran, due (with a zero wait) at the time of their failure.
+const lowMargin = 5 * time.Second
 
 // New returns the failure handling over cfg.Store. known reports whether a topic still exists;
 // retries whose stage left the config become dead letters.
@@ -316,16 +325,21 @@ func (r *Retries) Run(ctx context.Context) error {
 }
 
 // RunDue re-injects every retry due now and returns when the next one falls due (zero when none
-// waits).
+// waits). It is called from one goroutine at a time.
 func (r *Retries) RunDue(ctx context.Context) (time.Time, error) {
 	for {
-		due, next, err := r.cfg.Store.DueRetries(r.cfg.Clock.Now(), 1024)
+		now := r.cfg.Clock.Now()
+		if now.Sub(r.fullScan) >= time.Minute || now.Before(r.fullScan) {
+			r.low, r.fullScan = time.Time{}, now
+		}
+		due, next, err := r.cfg.Store.DueRetriesFrom(r.low, now, 1024)
 		if err != nil {
 			return time.Time{}, err
 		}
 		if len(due) == 0 {
 			return next, nil
 		}
+		last := due[len(due)-1].Due
 		var gone []state.Retry
 		live := due[:0]
 		for _, d := range due {
@@ -342,6 +356,11 @@ func (r *Retries) RunDue(ctx context.Context) (time.Time, error) {
 		}
 		if err := r.cfg.Store.Reinject(ctx, live); err != nil {
 			return time.Time{}, err
+		}
+		if len(due) < 1024 {
+			r.low = now.Add(-lowMargin)
+		} else {
+			r.low = last.Add(-lowMargin)
 		}
 		if len(due) < 1024 && (next.IsZero() || next.After(r.cfg.Clock.Now())) {
 			return next, nil

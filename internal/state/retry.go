@@ -243,7 +243,17 @@ func (s *Store) apply(kvs []embedded.KV, sync bool) error {
 // DueRetries returns up to limit retries due at or before now, earliest first, and the due time
 // of the earliest retry not returned (zero when there is none).
 func (s *Store) DueRetries(now time.Time, limit int) ([]Retry, time.Time, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixRetry), UpperBound: []byte("r0")})
+	return s.DueRetriesFrom(time.Time{}, now, limit)
+}
+
+// DueRetriesFrom is DueRetries over the retries due at or after from: a scheduler that already
+// took everything due before from need not step over the entries it deleted.
+func (s *Store) DueRetriesFrom(from, now time.Time, limit int) ([]Retry, time.Time, error) {
+	lower := []byte(prefixRetry)
+	if from.UnixNano() > 0 {
+		lower = binary.BigEndian.AppendUint64(lower, uint64(from.UnixNano()))
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: []byte("r0")})
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("state: %w", err)
 	}
