@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs the figures of docs/benchmarks.md: each scenario RUNS times (default 3), reports in
 # bench-results/<scenario>-<n>.json, then prints the medians. Needs PostgreSQL on 127.0.0.1:5432
-# for the postgres scenario. Usage: scripts/bench.sh [RUNS]
+# for the postgres scenario. Usage: scripts/bench.sh [RUNS] [all|throughput|failure]
+# "failure" runs only the poison-message pairs of "Failure handling (issue 3)"; the memory figure
+# of that section is scripts/bench-dedup-memory.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
+which=${2:-all}
 go build -o bin/weir ./cmd/weir
 out=bench-results
 mkdir -p "$out"
@@ -17,6 +20,57 @@ scenario() { # name, args...
     $w bench "$@" --json "$out/$name-$i.json" >/dev/null 2>&1
   done
 }
+
+if [[ $which == all || $which == failure ]]; then
+  # Poison messages: a clean run and a run with 1% poison, interleaved so that both see the same
+  # neighbours on a shared machine, with the same seed per pair and the same short delivery
+  # retry schedule (poison messages are dead letters after 4 attempts within ~2 s).
+  for i in $(seq 1 "$runs"); do
+    for kind in clean poison; do
+      extra=()
+      [[ $kind == poison ]] && extra=(--poison 0.01)
+      echo "== poison-$kind run $i" >&2
+      $w bench --self -c 64 -d 10s --retry-schedule 200ms,500ms,1s --seed "$i" "${extra[@]}" \
+        --json "$out/poison-$kind-$i.json" >/dev/null 2>&1
+    done
+  done
+  python3 - "$out" "$runs" <<'PY'
+import json, statistics, sys
+out, runs = sys.argv[1], int(sys.argv[2])
+med = statistics.median
+ms = lambda ns: ns / 1e6
+rows = {k: [json.load(open(f"{out}/poison-{k}-{i}.json")) for i in range(1, runs + 1)] for k in ("clean", "poison")}
+def fig(r):
+    e = r["end_to_end"]
+    return {"ingest req/s": r["weir"]["req_per_sec"], "e2e msg/s": e["msg_per_sec"], "good msg/s": e["good_msg_per_sec"],
+            "good p50 ms": ms(e["good_latency"]["p50_ns"]), "good p99 ms": ms(e["good_latency"]["p99_ns"]),
+            "cpu us/msg": r.get("cpu", {}).get("total_cpu_per_msg_ns", 0) / 1e3}
+print(f"{'':14}" + "".join(f"{k:>14}" for k in fig(rows["clean"][0])))
+for k in ("clean", "poison"):
+    fs = [fig(r) for r in rows[k]]
+    print(f"{k:14}" + "".join(f"{med([f[n] for f in fs]):14.1f}" for n in fs[0]))
+fc, fp = [fig(r) for r in rows["clean"]], [fig(r) for r in rows["poison"]]
+for n in fc[0]:
+    ratios = [p[n] / c[n] if c[n] else 0 for c, p in zip(fc, fp)]
+    print(f"poison/clean {n:12}: per pair {', '.join(f'{x:.2f}' for x in ratios)}; median {med(ratios):.2f}")
+for r in rows["poison"]:
+    e = r["end_to_end"]
+    print(f"poison run: {e['poisoned']} poison of {e['accepted']}, {e['refused_attempts']} attempts refused, complete {e['complete']}")
+PY
+  # Single-message ingest alone, priced in CPU per message (weir and the load generator share
+  # the process): the denominator of "dedup lookup adds under 5% to single-message ingest cost".
+  scenario ingest-cpu --self --hold -c 64 -d 10s
+  python3 - "$out" "$runs" <<'PY'
+import json, statistics, sys
+out, runs = sys.argv[1], int(sys.argv[2])
+rs = [json.load(open(f"{out}/ingest-cpu-{i}.json")) for i in range(1, runs + 1)]
+cpu = [r["cpu"]["load_cpu_per_msg_ns"] / 1e3 for r in rs]
+rps = [r["weir"]["req_per_sec"] for r in rs]
+print(f"ingest alone: {statistics.median(rps):.0f} req/s (runs {', '.join(f'{x:.0f}' for x in rps)}); "
+      f"{statistics.median(cpu):.1f} µs CPU per message, generator included (runs {', '.join(f'{x:.1f}' for x in cpu)})")
+PY
+fi
+[[ $which == all || $which == throughput ]] || exit 0
 
 scenario single-ingest   --self --hold --ceiling -c 64 -d 10s
 scenario single-pipeline --self -c 64 -d 10s

@@ -95,6 +95,12 @@ type Config struct {
 	// before its next request (never past the end of the run), as a polite partner would. By
 	// default the generator keeps pushing, which measures how cheaply the server refuses load.
 	HonorRetryAfter bool
+	// Poison is the fraction (0..1) of messages marked as poison: PoisonMember is added to them,
+	// chosen from the seed (reproducible), for a receiver that refuses them (see IsPoison).
+	Poison float64
+	// Messages, when > 0, stops the run once that many messages were sent (the last batch is
+	// cut short to fit); Duration still bounds it. 0: no limit.
+	Messages int64
 	// Progress, if set, receives one line per second with the elapsed time, the last second's
 	// req/s and msg/s, p99 so far and the error count. It is written from one goroutine.
 	Progress io.Writer
@@ -156,6 +162,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	if c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
 		errs = append(errs, fmt.Errorf("rate %v: want >= 0", c.Rate))
 	}
+	if c.Poison < 0 || c.Poison > 1 || math.IsNaN(c.Poison) {
+		errs = append(errs, fmt.Errorf("poison %v: want a fraction in 0..1", c.Poison))
+	}
+	if c.Messages < 0 {
+		errs = append(errs, fmt.Errorf("messages %d: want >= 0", c.Messages))
+	}
 	if c.Keys < 1 {
 		errs = append(errs, fmt.Errorf("keys %d: want >= 1", c.Keys))
 	}
@@ -180,6 +192,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
+	gen.setPoison(c.Poison)
 	r := newRunner(ctx, c, gen)
 	defer r.transport.CloseIdleConnections()
 	rep := r.run()
@@ -198,11 +211,12 @@ type runner struct {
 	transport *http.Transport
 	client    *http.Client
 
-	ctx      context.Context // the caller's: abandons requests in flight
-	issueCtx context.Context // ends at the end of Duration: no new requests after it
-	stopped  atomic.Bool     // issueCtx has ended; cheaper to poll than ctx.Err
-	start    time.Time
-	end      time.Time
+	ctx         context.Context    // the caller's: abandons requests in flight
+	issueCtx    context.Context    // ends at the end of Duration: no new requests after it
+	stopIssuing context.CancelFunc // ends issueCtx early (Config.Messages reached)
+	stopped     atomic.Bool        // issueCtx has ended; cheaper to poll than ctx.Err
+	start       time.Time
+	end         time.Time
 
 	seq     atomic.Uint64  // message numbers handed out
 	issued  atomic.Int64   // requests sent, including abandoned ones
@@ -221,6 +235,7 @@ type conn struct {
 	hist                         histogram
 	requests, ok, messages, errs atomic.Int64
 	rejected, duplicates, bytes  atomic.Int64
+	poisoned                     atomic.Int64
 	failures                     map[string]int64 // by kind, as in Report.Errors
 }
 
@@ -273,7 +288,7 @@ func (r *runner) run() *Report {
 	r.end = r.start.Add(c.Duration)
 	issueCtx, cancel := context.WithDeadline(r.ctx, r.end)
 	defer cancel()
-	r.issueCtx = issueCtx
+	r.issueCtx, r.stopIssuing = issueCtx, cancel
 	context.AfterFunc(issueCtx, func() { r.stopped.Store(true) })
 
 	var due int64 // open loop: requests scheduled within Duration
@@ -322,6 +337,7 @@ func (r *runner) run() *Report {
 		rep.Messages += cn.messages.Load()
 		rep.Rejected += cn.rejected.Load()
 		rep.Duplicates += cn.duplicates.Load()
+		rep.Poisoned += cn.poisoned.Load()
 		rep.Bytes += cn.bytes.Load()
 		rep.ErrorCount += cn.errs.Load()
 		for k, v := range cn.failures {
@@ -333,6 +349,14 @@ func (r *runner) run() *Report {
 		if rep.Interrupted {
 			// Only what was due before the interruption could have been sent.
 			due = min(due, scheduled(finished.Sub(r.start), c.Rate))
+		}
+		if c.Messages > 0 {
+			// Nothing is due after the request that carries the last message.
+			per := int64(1)
+			if c.Mode == ModeBatch {
+				per = int64(c.BatchSize)
+			}
+			due = min(due, (c.Messages+per-1)/per)
 		}
 		rep.Missed = max(0, due-r.issued.Load())
 	}
@@ -417,32 +441,50 @@ func (r *runner) work(cn *conn) {
 				return
 			}
 		}
-		buf = r.appendBody(buf[:0])
+		var poisoned int64
+		var more bool
+		if buf, poisoned, more = r.appendBody(buf[:0]); !more {
+			r.stopIssuing()
+			return
+		}
 		prev = newReqBody(buf)
-		if wait := r.post(cn, header, prev, due, &resp); wait > 0 && !r.pause(wait) {
+		if wait := r.post(cn, header, prev, due, poisoned, &resp); wait > 0 && !r.pause(wait) {
 			return
 		}
 	}
 }
 
-// appendBody appends one request's body: a message, or BatchSize NDJSON lines.
-func (r *runner) appendBody(dst []byte) []byte {
-	if r.cfg.Mode != ModeBatch {
-		return r.gen.appendMessage(dst, r.seq.Add(1))
+// appendBody appends one request's body: a message, or BatchSize NDJSON lines. It returns how
+// many of them are poison, and false when Config.Messages were all sent already.
+func (r *runner) appendBody(dst []byte) ([]byte, int64, bool) {
+	n := uint64(1)
+	if r.cfg.Mode == ModeBatch {
+		n = uint64(r.cfg.BatchSize)
 	}
-	n := uint64(r.cfg.BatchSize)
 	first := r.seq.Add(n) - n + 1
-	for i := range n {
-		dst = r.gen.appendMessage(dst, first+i)
-		dst = append(dst, '\n')
+	if limit := uint64(r.cfg.Messages); limit > 0 {
+		if first > limit {
+			return dst, 0, false
+		}
+		n = min(n, limit-first+1)
 	}
-	return dst
+	var poisoned int64
+	for i := range n {
+		if r.gen.isPoison(first + i) {
+			poisoned++
+		}
+		dst = r.gen.appendMessage(dst, first+i)
+		if r.cfg.Mode == ModeBatch {
+			dst = append(dst, '\n')
+		}
+	}
+	return dst, poisoned, true
 }
 
 // post sends one request and accounts for its answer. due is when it should have gone out (open
-// loop) or zero (closed loop: now). It returns how long the server asked to be left alone, if
+// loop) or zero (closed loop: now); poisoned is how many of its messages are poison. It returns how long the server asked to be left alone, if
 // it did and the config says to listen.
-func (r *runner) post(cn *conn, header http.Header, body *reqBody, due time.Time, resp *bytes.Buffer) time.Duration {
+func (r *runner) post(cn *conn, header http.Header, body *reqBody, due time.Time, poisoned int64, resp *bytes.Buffer) time.Duration {
 	req, err := http.NewRequestWithContext(r.ctx, http.MethodPost, r.endpoint, body)
 	if err != nil {
 		// The endpoint was validated; this cannot fail for one request and not the others.
@@ -505,6 +547,7 @@ func (r *runner) post(cn *conn, header http.Header, body *reqBody, due time.Time
 	}
 	cn.hist.record(done.Sub(due))
 	cn.messages.Add(accepted)
+	cn.poisoned.Add(poisoned)
 	cn.ok.Add(1)
 	cn.requests.Add(1)
 	return 0

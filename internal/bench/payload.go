@@ -28,6 +28,28 @@ const (
 	keyPath = "customer.id"
 )
 
+// PoisonMember is the member the generator puts first in a poison message (Config.Poison). It
+// survives weir's pipeline (the quickstart transform keeps every member), so a receiver can
+// recognise the message in its delivery: see IsPoison.
+const PoisonMember = `"weir_bench":"poison"`
+
+// IsPoison reports whether a message or a delivery of it is one the generator marked as poison.
+// Whitespace after the colon is allowed, in case a re-encoder adds it.
+func IsPoison(body []byte) bool {
+	const key, val = `"weir_bench":`, `"poison"`
+	for i := 0; ; {
+		j := bytes.Index(body[i:], []byte(key))
+		if j < 0 {
+			return false
+		}
+		rest := bytes.TrimLeft(body[i+j+len(key):], " \t\r\n")
+		if bytes.HasPrefix(rest, []byte(val)) {
+			return true
+		}
+		i += j + len(key)
+	}
+}
+
 // slot says what the generator writes after a literal part of the template.
 type slot uint8
 
@@ -50,8 +72,31 @@ type generator struct {
 	parts     []part
 	seed      int64
 	keys      uint64
-	keyQuoted bool // the template's key was a string, so the generated key is one too
-	size      int  // template length, to size buffers
+	keyQuoted bool   // the template's key was a string, so the generated key is one too
+	size      int    // template length, to size buffers
+	poison    uint64 // message n is poison when poisonHash(n) < poison (0: none)
+	allPoison bool   // every message is poison (a fraction of 1)
+}
+
+// setPoison makes a fraction (0..1) of the messages poison: PoisonMember is added first to each,
+// chosen by a hash of (seed, n), so that which messages are poison is reproducible from the seed.
+func (g *generator) setPoison(fraction float64) {
+	switch {
+	case fraction <= 0:
+		g.poison, g.allPoison = 0, false
+	case fraction >= 1:
+		g.poison, g.allPoison = 0, true
+	default:
+		g.poison, g.allPoison = uint64(fraction*(1<<64)), false
+	}
+}
+
+// isPoison reports whether message number n is poison.
+func (g *generator) isPoison(n uint64) bool {
+	if g.allPoison {
+		return true
+	}
+	return g.poison != 0 && splitmix64(uint64(g.seed)*0xd1b54a32d192ed03^n*0x2545f4914f6cdd1d^0x706f69736f6e) < g.poison
 }
 
 // newGenerator parses template (a JSON object) and finds the top-level "id" and "customer.id"
@@ -103,8 +148,17 @@ func newGenerator(template []byte, seed int64, keys int) (*generator, error) {
 // appendMessage appends message number n to dst. It is safe for concurrent use: the generator is
 // read-only after newGenerator.
 func (g *generator) appendMessage(dst []byte, n uint64) []byte {
-	for _, p := range g.parts {
-		dst = append(dst, p.lit...)
+	poison := g.isPoison(n)
+	for i, p := range g.parts {
+		lit := p.lit
+		if i == 0 && poison {
+			// The template is an object with at least an id, so a member follows the '{'.
+			dst = append(dst, '{')
+			dst = append(dst, PoisonMember...)
+			dst = append(dst, ',')
+			lit = lit[1:]
+		}
+		dst = append(dst, lit...)
 		switch p.slot {
 		case slotID:
 			dst = append(dst, `"b-`...)

@@ -37,6 +37,8 @@ type Report struct {
 	Rejected int64 `json:"rejected,omitempty"`
 	// Duplicates counts `"duplicate":true` in 2xx answers: resends the server already had.
 	Duplicates int64 `json:"duplicates,omitempty"`
+	// Poisoned counts poison messages (Config.Poison) in requests answered 2xx.
+	Poisoned int64 `json:"poisoned,omitempty"`
 	// Missed counts open-loop sends that were due before the end but never went out because
 	// every connection was busy: the server (or this machine) could not keep the target rate.
 	Missed int64 `json:"missed,omitempty"`
@@ -106,6 +108,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "messages    %d accepted = %.0f msg/s", r.Messages, r.MsgPerSec)
 	if r.Rejected > 0 || r.Duplicates > 0 {
 		fmt.Fprintf(&b, "  (%d rejected, %d duplicates)", r.Rejected, r.Duplicates)
+	}
+	if r.Poisoned > 0 {
+		fmt.Fprintf(&b, "  (%d poison)", r.Poisoned)
 	}
 	if r.Requests > 0 {
 		fmt.Fprintf(&b, "  %d B/request", r.Bytes/r.Requests)

@@ -1,19 +1,30 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
+	"strings"
+	"sync/atomic"
 	"time"
 
+	"github.com/weirhq/weir/examples/quickstart"
 	"github.com/weirhq/weir/internal/app"
 	"github.com/weirhq/weir/internal/bench"
 	"github.com/weirhq/weir/internal/config"
+	"github.com/weirhq/weir/internal/deliver"
+	"github.com/weirhq/weir/internal/partner"
 )
 
 const benchHelp = `Posts messages to an ingest endpoint and reports throughput and latency.
@@ -23,7 +34,20 @@ const benchHelp = `Posts messages to an ingest endpoint and reports throughput a
                                     SQLite and at the demo partner, and report the end-to-end rate
   weir bench --url http://127.0.0.1:8080 --client demo --token demo-token
   weir bench --ceiling ...          also measure a bare net/http handler in the same run
+  weir bench --self --poison 0.01   mark 1% of the messages as poison: the demo partner answers
+                                    500 to them every time, so they end as dead letters after a
+                                    short retry schedule (--retry-schedule, default 200ms,500ms,1s)
+
+With --self the demo partner is the bench's own (the same verifying receiver): it also records
+each good message's end-to-end latency, from weir's ingest (the ingested_at the quickstart
+transform stamps) to the verified delivery.
+
 `
+
+// defaultPoisonSchedule is the demo endpoint's retry schedule with --poison and no
+// --retry-schedule: four attempts within about two seconds, then a dead letter, so that a run
+// ends. The default delivery schedule would keep poison messages for a day.
+const defaultPoisonSchedule = "200ms,500ms,1s"
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", stderr)
@@ -45,6 +69,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	self := fs.Bool("self", false, "run against an in-process weir on the quickstart config")
 	selfConfig := fs.String("self-config", "", "with --self: this config instead of the quickstart")
 	hold := fs.Bool("hold", false, "with --self: keep the pipeline stopped during the load (ingest alone, the log absorbs it), then measure the drain")
+	fs.Float64Var(&cfg.Poison, "poison", 0, "fraction (0..1) of messages marked as poison; with --self the demo partner refuses them (500) until they are dead letters")
+	fs.Int64Var(&cfg.Messages, "messages", 0, "stop after sending this many messages (0: run for -d)")
+	retrySchedule := fs.String("retry-schedule", "", "with --self: the demo endpoint's delivery retry schedule, comma-separated delays with no jitter (e.g. 200ms,500ms,1s); default with --poison: "+defaultPoisonSchedule)
 	jsonOut := fs.String("json", "", "write the report(s) as JSON to this file")
 	cpuProfile := fs.String("cpuprofile", "", "with --self: write a CPU profile of the weir run (generator included) to this file")
 	if err := fs.Parse(args); err != nil {
@@ -59,6 +86,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg.Progress = stderr
 	out := map[string]any{}
+	so := selfOptions{hold: *hold}
+	if *retrySchedule == "" && cfg.Poison > 0 {
+		*retrySchedule = defaultPoisonSchedule
+	}
+	if *retrySchedule != "" {
+		r, err := parseSchedule(*retrySchedule)
+		if err != nil {
+			return err
+		}
+		so.retry = r
+	}
 
 	if *ceiling {
 		url, stop, err := bench.Ceiling(ctx)
@@ -78,10 +116,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 
 	var a *app.App
+	var sp *selfPartner
 	var stopSelf func() error
 	if *self {
 		var err error
-		a, stopSelf, err = startSelf(ctx, *selfConfig, *hold, stderr)
+		a, sp, stopSelf, err = startSelf(ctx, *selfConfig, so, stderr)
 		if err != nil {
 			return err
 		}
@@ -99,6 +138,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer pprof.StopCPUProfile()
 	}
+	cpu0 := cpuNow()
 	rep, err := bench.Run(ctx, cfg)
 	if err != nil {
 		if stopSelf != nil {
@@ -106,6 +146,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return err
 	}
+	cpu1 := cpuNow()
 	rep.WriteText(stdout)
 	out["weir"] = rep
 	if c, ok := out["ceiling"].(*bench.Report); ok {
@@ -117,8 +158,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			from = time.Now()
 			a.StartStages()
 		}
-		e2e := waitDrained(ctx, a, from, stdout)
+		e2e := waitDrained(ctx, a, sp, rep.Poisoned, from, stdout)
 		out["end_to_end"] = e2e
+		if cpu := cpuUse(cpu0, cpu1, cpuNow(), rep.Messages, e2e.Accepted); cpu != nil {
+			cpu.WriteText(stdout)
+			out["cpu"] = cpu
+		}
 		if err := stopSelf(); err != nil {
 			return err
 		}
@@ -132,12 +177,127 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
+// selfOptions are the --self choices.
+type selfOptions struct {
+	hold  bool
+	retry *config.Retry // the demo endpoint's delivery schedule (nil: the config's)
+}
+
+// parseSchedule reads a comma-separated list of delays into a retry schedule without jitter.
+func parseSchedule(s string) (*config.Retry, error) {
+	zero := 0.0
+	r := &config.Retry{Jitter: &zero}
+	for f := range strings.SplitSeq(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("--retry-schedule %q: want delays like 200ms,500ms,1s", s)
+		}
+		r.Schedule = append(r.Schedule, config.Duration(d))
+	}
+	return r, nil
+}
+
+// selfPartner is the demo partner of a --self run: the same verifying receiver as `weir serve`'s,
+// which also refuses poison messages (bench.IsPoison) with 500 and records, for every good
+// message it accepts, the end-to-end latency from weir's ingest to the verified delivery.
+type selfPartner struct {
+	rc       *partner.Receiver
+	latency  bench.Recorder
+	good     atomic.Int64 // distinct good messages accepted
+	refused  atomic.Int64 // attempts refused as poison
+	lastGood atomic.Int64 // unix ns of the latest good delivery
+	noStamp  atomic.Int64 // good deliveries without a readable ingested_at
+}
+
+func newSelfPartner(log *slog.Logger) (*selfPartner, error) {
+	secret, err := deliver.ParseSecret(quickstart.DemoSecret)
+	if err != nil {
+		return nil, err
+	}
+	sp := &selfPartner{}
+	sp.rc = partner.New(partner.Config{Secrets: [][]byte{secret}, Keep: 1000, Logger: log.With("component", "demo-partner"),
+		Refuse: func(_ string, body []byte) bool {
+			if bench.IsPoison(body) {
+				sp.refused.Add(1)
+				return true
+			}
+			return false
+		},
+		OnAccept: sp.accepted})
+	return sp, nil
+}
+
+func (sp *selfPartner) accepted(d partner.Delivery) {
+	if d.Duplicate {
+		return
+	}
+	sp.good.Add(1)
+	at := d.Received.UnixNano()
+	for {
+		last := sp.lastGood.Load()
+		if at <= last || sp.lastGood.CompareAndSwap(last, at) {
+			break
+		}
+	}
+	if t, ok := ingestedAt(d.Body); ok {
+		sp.latency.Record(d.Received.Sub(t))
+	} else {
+		sp.noStamp.Add(1)
+	}
+}
+
+// ingestedAt reads the "ingested_at" the quickstart transform stamps on each order: when weir
+// accepted it (RFC 3339 with nanoseconds).
+func ingestedAt(body []byte) (time.Time, bool) {
+	const key = `"ingested_at":"`
+	i := bytes.Index(body, []byte(key))
+	if i < 0 {
+		return time.Time{}, false
+	}
+	v := body[i+len(key):]
+	j := bytes.IndexByte(v, '"')
+	if j < 0 {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(v[:j]))
+	return t, err == nil
+}
+
+// useSelfPartner serves sp on a free loopback port and points the config's demo-partner
+// endpoints (loopback URLs ending in /webhook) at it, with retry as their schedule when set.
+func useSelfPartner(cfg *config.Config, sp *selfPartner, retry *config.Retry) (func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("demo partner: %w", err)
+	}
+	srv := &http.Server{Handler: sp.rc, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	found := false
+	for i := range cfg.Endpoints {
+		e := &cfg.Endpoints[i]
+		u, err := url.Parse(e.URL)
+		if err != nil || u.Hostname() != "127.0.0.1" || u.Path != "/webhook" {
+			continue
+		}
+		found = true
+		e.URL = "http://" + ln.Addr().String() + "/webhook"
+		if retry != nil {
+			e.Retry = retry
+		}
+	}
+	if !found {
+		srv.Close()
+		return nil, errors.New("--self: the config has no demo-partner endpoint (a loopback URL ending in /webhook)")
+	}
+	return func() { srv.Close() }, nil
+}
+
 // startSelf runs weir in-process on a fresh data dir with the quickstart config (or another),
 // its demo partner included.
-func startSelf(ctx context.Context, path string, hold bool, stderr io.Writer) (*app.App, func() error, error) {
+func startSelf(ctx context.Context, path string, so selfOptions, stderr io.Writer) (*app.App, *selfPartner, func() error, error) {
 	dir, err := os.MkdirTemp("", "weir-bench-*")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var cfg *config.Config
@@ -152,17 +312,28 @@ func startSelf(ctx context.Context, path string, hold bool, stderr io.Writer) (*
 	}
 	if err != nil {
 		os.RemoveAll(dir)
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	a, err := app.New(ctx, cfg, app.Options{Logger: log, IngestAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", HoldStages: hold})
+	// The config's partner gives way to the bench's own, which measures.
+	stopPartner()
+	sp, err := newSelfPartner(log)
+	if err == nil {
+		stopPartner, err = useSelfPartner(cfg, sp, so.retry)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, nil, err
+	}
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, IngestAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", HoldStages: so.hold})
 	if err != nil {
 		stopPartner()
-		return nil, nil, err
+		os.RemoveAll(dir)
+		return nil, nil, nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan error, 1)
 	go func() { done <- a.Run(runCtx) }()
-	return a, func() error {
+	return a, sp, func() error {
 		cancel()
 		err := <-done
 		stopPartner()
@@ -175,15 +346,29 @@ func startSelf(ctx context.Context, path string, hold bool, stderr io.Writer) (*
 type EndToEnd struct {
 	Accepted  int64         `json:"accepted"`
 	Persisted int64         `json:"persisted"`
-	Delivered int64         `json:"delivered"`
+	Delivered int64         `json:"delivered"`  // deliveries finished: accepted by the partner, or dead-lettered
 	Elapsed   time.Duration `json:"elapsed_ns"` // from the first request (or the release of a held pipeline) to the last effect
 	PerSec    float64       `json:"msg_per_sec"`
 	Complete  bool          `json:"complete"`
+
+	// Poisoned is how many accepted messages were poison (--poison); Refused counts the
+	// delivery attempts the partner refused (each poison message's, until its dead letter).
+	Poisoned int64 `json:"poisoned,omitempty"`
+	Refused  int64 `json:"refused_attempts,omitempty"`
+	// Good counts the distinct good (not poison) messages the partner accepted; GoodElapsed runs
+	// from the same start as Elapsed to the last of them, so GoodPerSec leaves out the tail of
+	// the poison messages' retry schedule.
+	Good        int64         `json:"good_delivered"`
+	GoodElapsed time.Duration `json:"good_elapsed_ns"`
+	GoodPerSec  float64       `json:"good_msg_per_sec"`
+	// GoodLatency is each good message's end-to-end latency: from weir accepting it (its
+	// ingested_at) to the partner accepting its verified delivery.
+	GoodLatency bench.Latency `json:"good_latency"`
 }
 
-func waitDrained(ctx context.Context, a *app.App, from time.Time, stdout io.Writer) EndToEnd {
+func waitDrained(ctx context.Context, a *app.App, sp *selfPartner, poisoned int64, from time.Time, stdout io.Writer) EndToEnd {
 	accepted := a.Accepted()
-	e := EndToEnd{Accepted: accepted}
+	e := EndToEnd{Accepted: accepted, Poisoned: poisoned}
 	deadline := time.Now().Add(5 * time.Minute)
 	lastReport := time.Now()
 	for time.Now().Before(deadline) && ctx.Err() == nil {
@@ -203,5 +388,71 @@ func waitDrained(ctx context.Context, a *app.App, from time.Time, stdout io.Writ
 	e.PerSec = float64(min(e.Persisted, e.Delivered)) / e.Elapsed.Seconds()
 	fmt.Fprintf(stdout, "end to end: %d accepted, %d in SQL, %d delivered in %s: %.0f msg/s (complete: %v)\n",
 		e.Accepted, e.Persisted, e.Delivered, e.Elapsed.Round(time.Millisecond), e.PerSec, e.Complete)
+	if sp != nil {
+		e.Good, e.Refused = sp.good.Load(), sp.refused.Load()
+		if last := sp.lastGood.Load(); last > 0 {
+			e.GoodElapsed = time.Unix(0, last).Sub(from)
+			e.GoodPerSec = float64(e.Good) / e.GoodElapsed.Seconds()
+		}
+		e.GoodLatency = sp.latency.Latency()
+		l := e.GoodLatency
+		fmt.Fprintf(stdout, "good messages: %d delivered in %s: %.0f msg/s; %d poison accepted, %d attempts refused\n",
+			e.Good, e.GoodElapsed.Round(time.Millisecond), e.GoodPerSec, e.Poisoned, e.Refused)
+		fmt.Fprintf(stdout, "good e2e latency (ingest → verified delivery): p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  (%d measured",
+			fmtMs(l.P50), fmtMs(l.P90), fmtMs(l.P99), fmtMs(l.P999), fmtMs(l.Max), l.Count)
+		if n := sp.noStamp.Load(); n > 0 {
+			fmt.Fprintf(stdout, ", %d without ingested_at", n)
+		}
+		fmt.Fprintln(stdout, ")")
+	}
 	return e
+}
+
+func fmtMs(d time.Duration) string {
+	return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
+}
+
+// cpuSample is the process's CPU time at one moment.
+type cpuSample struct {
+	at        time.Time
+	user, sys time.Duration
+	ok        bool
+}
+
+func cpuNow() cpuSample {
+	u, s, ok := bench.ProcessCPU()
+	return cpuSample{at: time.Now(), user: u, sys: s, ok: ok}
+}
+
+// CPUUse prices a --self run in CPU time: the whole process (weir, its partner and the load
+// generator share it), during the load and during the drain that follows.
+type CPUUse struct {
+	Cores       int           `json:"cores"`
+	Load        time.Duration `json:"load_cpu_ns"`         // user + system during the load
+	LoadWall    time.Duration `json:"load_wall_ns"`        // wall time of the load
+	LoadPerMsg  time.Duration `json:"load_cpu_per_msg_ns"` // Load / messages accepted during the load
+	Drain       time.Duration `json:"drain_cpu_ns"`        // after the load until every effect was done
+	TotalPerMsg time.Duration `json:"total_cpu_per_msg_ns"`
+}
+
+func cpuUse(before, afterLoad, end cpuSample, loadMsgs, accepted int64) *CPUUse {
+	if !before.ok || !afterLoad.ok || !end.ok {
+		return nil
+	}
+	c := &CPUUse{Cores: runtime.NumCPU(), LoadWall: afterLoad.at.Sub(before.at),
+		Load:  afterLoad.user + afterLoad.sys - before.user - before.sys,
+		Drain: end.user + end.sys - afterLoad.user - afterLoad.sys}
+	if loadMsgs > 0 {
+		c.LoadPerMsg = c.Load / time.Duration(loadMsgs)
+	}
+	if accepted > 0 {
+		c.TotalPerMsg = (c.Load + c.Drain) / time.Duration(accepted)
+	}
+	return c
+}
+
+// WriteText writes one line about c.
+func (c *CPUUse) WriteText(w io.Writer) {
+	fmt.Fprintf(w, "cpu: load %.1f s in %.1f s on %d cores = %.1f µs per accepted message; drain %.1f s; %.1f µs per message in all\n",
+		c.Load.Seconds(), c.LoadWall.Seconds(), c.Cores, float64(c.LoadPerMsg)/1e3, c.Drain.Seconds(), float64(c.TotalPerMsg)/1e3)
 }
