@@ -60,14 +60,22 @@ type Retries struct {
 	deadlog time.Time // the last dead-letter log line (sampled to one a second)
 
 	// The scheduler's scans start at low: everything due before it was re-injected already, and
-	// deleted entries (which Pebble keeps until a compaction) need not be stepped over again.
+	// deleted entries (which Pebble keeps until a compaction) need not be stepped over again. A
+	// stage that schedules a retry due before low lowers it (mu guards it).
 	low      time.Time
+	written  uint64    // retries scheduled so far: a scan that saw this change keeps low
 	fullScan time.Time // the last scan from the start (one a minute, against clock jumps)
 }
 
-// lowMargin keeps the scans' start a little behind the last scan, for retries a stage wrote
-// while that scan ran, due (with a zero wait) at the time of their failure.
-const lowMargin = 5 * time.Second
+// lower makes the next scan start no later than due.
+func (r *Retries) lower(due time.Time) {
+	r.mu.Lock()
+	if due.Before(r.low) {
+		r.low = due
+	}
+	r.written++
+	r.mu.Unlock()
+}
 
 // New returns the failure handling over cfg.Store. known reports whether a topic still exists;
 // retries whose stage left the config become dead letters.
@@ -266,6 +274,13 @@ func (h *StageHandler) Fail(recs []buffer.Record, errs []error) error {
 		r.logDead(st, letters)
 	}
 	if len(retries) > 0 {
+		earliest := retries[0].Due
+		for _, rt := range retries[1:] {
+			if rt.Due.Before(earliest) {
+				earliest = rt.Due
+			}
+		}
+		r.lower(earliest)
 		r.poke()
 	}
 	return nil
@@ -329,10 +344,13 @@ func (r *Retries) Run(ctx context.Context) error {
 func (r *Retries) RunDue(ctx context.Context) (time.Time, error) {
 	for {
 		now := r.cfg.Clock.Now()
+		r.mu.Lock()
 		if now.Sub(r.fullScan) >= time.Minute || now.Before(r.fullScan) {
 			r.low, r.fullScan = time.Time{}, now
 		}
-		due, next, err := r.cfg.Store.DueRetriesFrom(r.low, now, 1024)
+		low, written := r.low, r.written
+		r.mu.Unlock()
+		due, next, err := r.cfg.Store.DueRetriesFrom(low, now, 1024)
 		if err != nil {
 			return time.Time{}, err
 		}
@@ -357,11 +375,18 @@ func (r *Retries) RunDue(ctx context.Context) (time.Time, error) {
 		if err := r.cfg.Store.Reinject(ctx, live); err != nil {
 			return time.Time{}, err
 		}
-		if len(due) < 1024 {
-			r.low = now.Add(-lowMargin)
-		} else {
-			r.low = last.Add(-lowMargin)
+		// Everything due up to now (or up to last, when the batch was full) is re-injected —
+		// unless a stage scheduled a retry while this scan ran, which it may not have seen: then
+		// the next scan starts where this one did (or earlier).
+		upTo := now
+		if len(due) == 1024 {
+			upTo = last
 		}
+		r.mu.Lock()
+		if r.written == written {
+			r.low = upTo
+		}
+		r.mu.Unlock()
 		if len(due) < 1024 && (next.IsZero() || next.After(r.cfg.Clock.Now())) {
 			return next, nil
 		}
