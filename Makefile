@@ -12,7 +12,7 @@ build:
 run: ## the quickstart demo on the embedded defaults
 	$(GO) run ./cmd/weir serve
 
-STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.6.1
 
 test: lint ## lint, then every test with the race detector (needs PostgreSQL on 127.0.0.1:5432)
 	$(GO) test -race -shuffle=on -count=1 -timeout 20m $(PKGS)
