@@ -29,6 +29,7 @@ import (
 	"github.com/weirhq/weir/internal/config"
 	"github.com/weirhq/weir/internal/deliver"
 	"github.com/weirhq/weir/internal/format"
+	"github.com/weirhq/weir/internal/format/libxml"
 	"github.com/weirhq/weir/internal/ingest"
 	"github.com/weirhq/weir/internal/message"
 	"github.com/weirhq/weir/internal/obs"
@@ -108,6 +109,14 @@ func compile(cfg *config.Config) (*compiled, error) {
 			}
 			it.Schema = s
 		}
+		for j, x := range t.XML {
+			xi, err := xmlInput(cfg, &x)
+			if err != nil {
+				probs.Add(fmt.Sprintf("%s.xml[%d]", at, j), "%v", err)
+				continue
+			}
+			it.XML = append(it.XML, xi)
+		}
 		route := &pipeline.Route{Persist: t.Pipeline.Sink != nil, Endpoints: t.Pipeline.Deliver}
 		for j, st := range t.Pipeline.Process {
 			q, err := format.CompileJQ(st.JQ)
@@ -147,6 +156,45 @@ func compile(cfg *config.Config) (*compiled, error) {
 		c.deliver[e.Name] = policy(e.Retry, retry.DeliverPolicy())
 	}
 	return c, probs.Err()
+}
+
+// xmlInput compiles an XML dialect: its schemas, stylesheet and XPaths.
+func xmlInput(cfg *config.Config, x *config.XMLInput) (*ingest.XMLInput, error) {
+	if !libxml.Available() {
+		return nil, libxml.ErrUnavailable
+	}
+	xi := &ingest.XMLInput{JSONOutput: x.Output == "json", IDXPath: x.ID, KeyXPath: x.Key}
+	if len(x.Clients) > 0 {
+		xi.Clients = map[string]bool{}
+		for _, c := range x.Clients {
+			xi.Clients[c] = true
+		}
+	}
+	var err error
+	if x.Schema != "" {
+		if xi.Schema, err = libxml.CompileSchema(cfg.Path(x.Schema)); err != nil {
+			return nil, fmt.Errorf("schema %s: %w", x.Schema, err)
+		}
+	}
+	if x.TargetSchema != "" {
+		if xi.TargetSchema, err = libxml.CompileSchema(cfg.Path(x.TargetSchema)); err != nil {
+			return nil, fmt.Errorf("target_schema %s: %w", x.TargetSchema, err)
+		}
+	}
+	if x.XSLT != "" {
+		if xi.Stylesheet, err = libxml.CompileStylesheet(cfg.Path(x.XSLT), libxml.Limits{Timeout: x.Timeout.D()}); err != nil {
+			return nil, fmt.Errorf("xslt %s: %w", x.XSLT, err)
+		}
+	}
+	for _, xp := range []string{x.ID, x.Key} {
+		if xp == "" {
+			continue
+		}
+		if err := libxml.CheckXPath(xp); err != nil {
+			return nil, fmt.Errorf("XPath %q: %w", xp, err)
+		}
+	}
+	return xi, nil
 }
 
 // policy turns a configured schedule into a retry policy; def applies when none is configured.

@@ -94,11 +94,30 @@ type Type struct {
 	ID     string `yaml:"id"`
 	// Ordering is "key" (default): messages of a key run in order, but one waiting for a retry
 	// lets the later ones pass; or "strict": the later messages of its key wait behind it.
-	Ordering string   `yaml:"ordering"`
-	Pipeline Pipeline `yaml:"pipeline"`
+	Ordering string `yaml:"ordering"`
+	// XML lists the XML dialects the type accepts, each from some clients: validated with an
+	// XSD and turned into the type's JSON by XSLT (see XMLInput).
+	XML      []XMLInput `yaml:"xml"`
+	Pipeline Pipeline   `yaml:"pipeline"`
 
 	// SchemaDoc is the schema file's content, loaded by Load.
 	SchemaDoc []byte `yaml:"-"`
+}
+
+// XMLInput is an XML dialect of a message type: which clients send it, how it is checked and how
+// it becomes the type's JSON message.
+type XMLInput struct {
+	Clients []string `yaml:"clients"` // empty: every client allowed to send the type
+	Schema  string   `yaml:"schema"`  // XSD the input must match (optional)
+	XSLT    string   `yaml:"xslt"`    // XSLT 1.0 stylesheet (EXSLT available) applied to the input
+	// Output is "json" (default with xslt): the stylesheet writes the JSON message; or "xml":
+	// the stylesheet's XML result (the input itself without xslt) is converted to JSON.
+	Output string `yaml:"output"`
+	// TargetSchema is an XSD the stylesheet's XML result must match (output: xml).
+	TargetSchema string   `yaml:"target_schema"`
+	ID           string   `yaml:"id"`      // XPath to the message id in the input (else the type's id pointer)
+	Key          string   `yaml:"key"`     // XPath to the ordering key in the input (else the type's key pointer)
+	Timeout      Duration `yaml:"timeout"` // bound on one transform (default 2s)
 }
 
 // Pipeline is what happens to an accepted message of a type.

@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -78,6 +80,15 @@ func (c *Config) applyDefaults() {
 		t := &c.Types[i]
 		setStr(&t.Format, "json")
 		setStr(&t.Ordering, "key")
+		for j := range t.XML {
+			x := &t.XML[j]
+			if x.XSLT != "" {
+				setStr(&x.Output, "json")
+			} else {
+				setStr(&x.Output, "xml")
+			}
+			setDur(&x.Timeout, 2*time.Second)
+		}
 		if s := t.Pipeline.Sink; s != nil && len(s.UpsertKey) == 0 {
 			s.UpsertKey = []string{"client", "id"}
 		}
@@ -87,6 +98,60 @@ func (c *Config) applyDefaults() {
 		setInt(&c.Endpoints[i].Health.FailingAfter, 5)
 	}
 	setDur(&c.DeadLetters.Retention, 30*24*time.Hour)
+}
+
+func (c *Config) checkXML(p *Problems, at string, t *Type) {
+	seen := map[string]bool{} // client ids, "" for "every client"
+	for j, x := range t.XML {
+		xat := fmt.Sprintf("%s.xml[%d]", at, j)
+		switch x.Output {
+		case "json", "xml":
+		default:
+			p.Add(xat+".output", "%q is not json or xml", x.Output)
+		}
+		if x.Output == "json" && x.XSLT == "" {
+			p.Add(xat+".output", "json needs an xslt that writes the JSON message (or use output: xml)")
+		}
+		if x.TargetSchema != "" && x.Output != "xml" {
+			p.Add(xat+".target_schema", "checks the stylesheet's XML result: only with output: xml")
+		}
+		if x.Timeout <= 0 || x.Timeout.D() > time.Minute {
+			p.Add(xat+".timeout", "must be between 1ms and 1m")
+		}
+		clients := x.Clients
+		if len(clients) == 0 {
+			clients = []string{""}
+		}
+		for k, id := range clients {
+			if seen[id] {
+				what := "every client"
+				if id != "" {
+					what = "client " + strconv.Quote(id)
+				}
+				p.Add(fmt.Sprintf("%s.clients[%d]", xat, k), "%s has two XML dialects for this type", what)
+			}
+			seen[id] = true
+			if id == "" {
+				continue
+			}
+			cl := c.Client(id)
+			if cl == nil {
+				p.Add(fmt.Sprintf("%s.clients[%d]", xat, k), "unknown client %q", id)
+			} else if !slices.Contains(cl.Types, t.Name) {
+				p.Add(fmt.Sprintf("%s.clients[%d]", xat, k), "client %q may not send type %q (add it to the client's types)", id, t.Name)
+			}
+		}
+	}
+}
+
+// Client returns the client with the given id, or nil.
+func (c *Config) Client(id string) *Client {
+	for i := range c.Clients {
+		if c.Clients[i].ID == id {
+			return &c.Clients[i]
+		}
+	}
+	return nil
 }
 
 func checkRetry(p *Problems, at string, r *Retry) {
@@ -205,6 +270,7 @@ func (c *Config) validate(p *Problems) {
 			}
 		}
 		checkRetry(p, at+".pipeline.retry", t.Pipeline.Retry)
+		c.checkXML(p, at, &t)
 		if t.Pipeline.Sink == nil && len(t.Pipeline.Deliver) == 0 {
 			p.Add(at+".pipeline", "has neither a sink nor an endpoint to deliver to: messages would go nowhere")
 		}

@@ -18,7 +18,9 @@ import (
 
 // Violation is one reason a document is invalid, located by a JSON pointer.
 type Violation struct {
-	Pointer string `json:"pointer"`
+	Pointer string `json:"pointer,omitempty"`
+	Line    int    `json:"line,omitempty"` // XML: where the problem is
+	Column  int    `json:"column,omitempty"`
 	Message string `json:"message"`
 }
 

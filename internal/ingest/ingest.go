@@ -46,6 +46,8 @@ type Type struct {
 	IDPointer  string         // message id; empty: Idempotency-Key header or a UUIDv7
 	// Expect lists the trail entries that mean "done": "persist" and "deliver:<endpoint>".
 	Expect []string
+	// XML lists the XML dialects the type accepts (none: JSON only).
+	XML []*XMLInput
 }
 
 // Store is where ingest appends accepted messages and reads what it remembers of them;
@@ -126,6 +128,7 @@ func New(cfg Config, store Store) (*Gateway, error) {
 	g.mux.HandleFunc("POST /v1/messages/{type}", g.handleOne)
 	g.mux.HandleFunc("PUT /v1/messages/{type}/{id}", g.handleOne)
 	g.mux.HandleFunc("POST /v1/messages/{type}/batch", g.handleBatch)
+	g.mux.HandleFunc("POST /v1/files", g.handleFiles)
 	g.mux.HandleFunc("GET /v1/messages/{id}", g.handleStatus)
 	g.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	g.mux.HandleFunc("GET /readyz", g.handleReady)
@@ -189,22 +192,27 @@ func (g *Gateway) handleReady(w http.ResponseWriter, _ *http.Request) {
 // wrong tokens get the same answer, and both paths compare hashes in constant time.
 func (g *Gateway) authenticate(r *http.Request) (*Client, *Problem) {
 	if id, token, ok := r.BasicAuth(); ok {
-		sum := sha256.Sum256([]byte(token))
-		c := g.clients[id]
-		want := &g.dummy
-		if c != nil {
-			want = &c.TokenHash
-		}
-		if subtle.ConstantTimeCompare(sum[:], want[:]) == 1 && c != nil {
-			return c, nil
-		}
-		return nil, errUnauthorized
+		return g.check(id, token)
 	}
 	if h := r.Header.Get("Authorization"); len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
 		sum := sha256.Sum256([]byte(strings.TrimSpace(h[7:])))
 		if c := g.byHash[sum]; c != nil && subtle.ConstantTimeCompare(sum[:], c.TokenHash[:]) == 1 {
 			return c, nil
 		}
+	}
+	return nil, errUnauthorized
+}
+
+// check authenticates a client id and token.
+func (g *Gateway) check(id, token string) (*Client, *Problem) {
+	sum := sha256.Sum256([]byte(token))
+	c := g.clients[id]
+	want := &g.dummy
+	if c != nil {
+		want = &c.TokenHash
+	}
+	if subtle.ConstantTimeCompare(sum[:], want[:]) == 1 && c != nil {
+		return c, nil
 	}
 	return nil, errUnauthorized
 }
@@ -249,28 +257,29 @@ func limit(c *Client, n int) *Problem {
 	return p
 }
 
-func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, types ...string) ([]byte, *Problem) {
+// readBody reads a body of one of the given media types, and returns it with its media type.
+func (g *Gateway) readBody(w http.ResponseWriter, r *http.Request, types ...string) ([]byte, string, *Problem) {
 	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	okType := false
 	for _, t := range types {
 		okType = okType || (err == nil && ct == t)
 	}
 	if !okType {
-		return nil, problem(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
+		return nil, "", problem(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
 			fmt.Sprintf("send Content-Type %s", strings.Join(types, " or ")))
 	}
 	if r.ContentLength > g.cfg.MaxBody {
-		return nil, tooLarge(g.cfg.MaxBody)
+		return nil, "", tooLarge(g.cfg.MaxBody)
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.cfg.MaxBody))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			return nil, tooLarge(g.cfg.MaxBody)
+			return nil, "", tooLarge(g.cfg.MaxBody)
 		}
-		return nil, problem(http.StatusBadRequest, "unreadable-body", "Unreadable body", err.Error())
+		return nil, "", problem(http.StatusBadRequest, "unreadable-body", "Unreadable body", err.Error())
 	}
-	return body, nil
+	return body, ct, nil
 }
 
 func unavailable(detail string) *Problem {
@@ -293,6 +302,11 @@ type candidate struct {
 
 // prepare validates one JSON document and builds its message; id may come from the request.
 func (g *Gateway) prepare(c *Client, t *Type, body []byte, id string, now time.Time) candidate {
+	return g.prepareDoc(c, t, body, id, "", now)
+}
+
+// prepareDoc is prepare with the ordering key given (an XML dialect's), or empty for the type's.
+func (g *Gateway) prepareDoc(c *Client, t *Type, body []byte, id, key string, now time.Time) candidate {
 	doc, err := format.Decode(body)
 	if err != nil {
 		return candidate{prob: problem(http.StatusBadRequest, "invalid-json", "Invalid JSON", err.Error())}
@@ -318,14 +332,16 @@ func (g *Gateway) prepare(c *Client, t *Type, body []byte, id string, now time.T
 	if len(id) > 200 {
 		return candidate{prob: problem(http.StatusBadRequest, "bad-id", "Bad message id", "ids are at most 200 bytes")}
 	}
-	key := id
-	if t.KeyPointer != "" {
+	if key == "" && t.KeyPointer != "" {
 		k, ok := format.LookupString(doc, t.KeyPointer)
 		if !ok {
 			return candidate{prob: problem(http.StatusBadRequest, "missing-key", "Missing ordering key",
 				fmt.Sprintf("no string or number at %s (the type's key pointer)", t.KeyPointer))}
 		}
 		key = k
+	}
+	if key == "" {
+		key = id
 	}
 	return candidate{
 		msg:  message.Message{ID: id, Client: c.ID, Type: t.Name, Key: key, ReceivedAt: now, Payload: body},
@@ -430,7 +446,12 @@ func (g *Gateway) handleOne(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, p)
 		return
 	}
-	body, p := g.readBody(w, r, "application/json")
+	x := t.dialect(c)
+	accept := []string{"application/json"}
+	if x != nil {
+		accept = append(accept, xmlTypes...)
+	}
+	body, ct, p := g.readBody(w, r, accept...)
 	if p != nil {
 		writeProblem(w, p)
 		return
@@ -439,7 +460,12 @@ func (g *Gateway) handleOne(w http.ResponseWriter, r *http.Request) {
 	if id == "" {
 		id = r.Header.Get("Idempotency-Key")
 	}
-	cand := g.prepare(c, t, body, id, time.Now().UTC())
+	var cand candidate
+	if ct == "application/json" {
+		cand = g.prepare(c, t, body, id, time.Now().UTC())
+	} else {
+		cand = g.prepareXML(c, t, x, body, id, time.Now().UTC())
+	}
 	if cand.prob != nil {
 		writeProblem(w, cand.prob)
 		return
@@ -482,7 +508,7 @@ func (g *Gateway) handleBatch(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, p)
 		return
 	}
-	body, p := g.readBody(w, r, "application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines")
+	body, _, p := g.readBody(w, r, "application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines")
 	if p != nil {
 		writeProblem(w, p)
 		return
