@@ -21,7 +21,7 @@ func XMLToJSON(data []byte) ([]byte, error) {
 	type frame struct {
 		name  string
 		attrs []xml.Attr
-		kids  []string   // member names in order of first appearance
+		kids  []string // member names in order of first appearance
 		vals  map[string][]any
 		text  strings.Builder
 	}

@@ -4,9 +4,9 @@ import "testing"
 
 func TestXMLToJSON(t *testing.T) {
 	cases := map[string]string{
-		`<a>1</a>`:                                     `{"a":"1"}`,
+		`<a>1</a>`: `{"a":"1"}`,
 		`<po n="7"><item>x</item><item>y</item><c/></po>`: `{"po":{"@n":"7","c":"","item":["x","y"]}}`,
-		`<p:a xmlns:p="urn:x"><p:b k="v">t</p:b></p:a>`: `{"a":{"b":{"#text":"t","@k":"v"}}}`,
+		`<p:a xmlns:p="urn:x"><p:b k="v">t</p:b></p:a>`:   `{"a":{"b":{"#text":"t","@k":"v"}}}`,
 	}
 	for in, want := range cases {
 		got, err := XMLToJSON([]byte(in))
