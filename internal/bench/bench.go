@@ -192,6 +192,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
+	if gen.xml && (c.Mode == ModeBatch || c.Poison > 0) {
+		return nil, errors.New("bench: an XML payload is sent one document per request, without poison")
+	}
 	gen.setPoison(c.Poison)
 	r := newRunner(ctx, c, gen)
 	defer r.transport.CloseIdleConnections()
@@ -246,6 +249,9 @@ func newRunner(ctx context.Context, c Config, gen *generator) *runner {
 	r := &runner{cfg: c, gen: gen, ctx: ctx}
 	r.endpoint = strings.TrimRight(c.URL, "/") + "/v1/messages/" + url.PathEscape(c.Type)
 	ct := "application/json"
+	if gen.xml {
+		ct = "application/xml"
+	}
 	if c.Mode == ModeBatch {
 		r.endpoint += "/batch"
 		ct = "application/x-ndjson"

@@ -76,6 +76,43 @@ type generator struct {
 	size      int    // template length, to size buffers
 	poison    uint64 // message n is poison when poisonHash(n) < poison (0: none)
 	allPoison bool   // every message is poison (a fraction of 1)
+	xml       bool   // an XML template: ids and keys are written bare, nothing is poison
+}
+
+// XML template markers: where an XML template takes the message id and the key.
+const (
+	xmlIDMarker  = "{{id}}"
+	xmlKeyMarker = "{{key}}"
+)
+
+// newXMLGenerator splits an XML template at its {{id}} (required, once) and {{key}} markers.
+func newXMLGenerator(doc []byte, seed int64, keys int) (*generator, error) {
+	if bytes.Count(doc, []byte(xmlIDMarker)) != 1 {
+		return nil, fmt.Errorf("an XML payload needs %s exactly once (and %s at most once)", xmlIDMarker, xmlKeyMarker)
+	}
+	if bytes.Count(doc, []byte(xmlKeyMarker)) > 1 {
+		return nil, fmt.Errorf("an XML payload has %s at most once", xmlKeyMarker)
+	}
+	g := &generator{seed: seed, keys: uint64(max(keys, 1)), size: len(doc), xml: true, keyQuoted: true}
+	rest := doc
+	for len(rest) > 0 {
+		i, j := bytes.Index(rest, []byte(xmlIDMarker)), bytes.Index(rest, []byte(xmlKeyMarker))
+		switch {
+		case i < 0 && j < 0:
+			g.parts = append(g.parts, part{lit: rest})
+			rest = nil
+		case j < 0 || (i >= 0 && i < j):
+			g.parts = append(g.parts, part{lit: rest[:i], slot: slotID})
+			rest = rest[i+len(xmlIDMarker):]
+		default:
+			g.parts = append(g.parts, part{lit: rest[:j], slot: slotKey})
+			rest = rest[j+len(xmlKeyMarker):]
+		}
+	}
+	if g.parts[len(g.parts)-1].slot != slotNone {
+		g.parts = append(g.parts, part{})
+	}
+	return g, nil
 }
 
 // setPoison makes a fraction (0..1) of the messages poison: PoisonMember is added first to each,
@@ -103,6 +140,9 @@ func (g *generator) isPoison(n uint64) bool {
 // values. A template without an id gets one inserted; one without customer.id sends no key
 // variation. seed goes into every id; keys is how many distinct keys to draw from.
 func newGenerator(template []byte, seed int64, keys int) (*generator, error) {
+	if t := bytes.TrimSpace(template); len(t) > 0 && t[0] == '<' {
+		return newXMLGenerator(t, seed, keys)
+	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, template); err != nil {
 		return nil, fmt.Errorf("payload is not valid JSON: %w", err)
@@ -148,7 +188,11 @@ func newGenerator(template []byte, seed int64, keys int) (*generator, error) {
 // appendMessage appends message number n to dst. It is safe for concurrent use: the generator is
 // read-only after newGenerator.
 func (g *generator) appendMessage(dst []byte, n uint64) []byte {
-	poison := g.isPoison(n)
+	poison := g.isPoison(n) && !g.xml
+	quote := byte('"')
+	if g.xml {
+		quote = 0
+	}
 	for i, p := range g.parts {
 		lit := p.lit
 		if i == 0 && poison {
@@ -161,23 +205,32 @@ func (g *generator) appendMessage(dst []byte, n uint64) []byte {
 		dst = append(dst, lit...)
 		switch p.slot {
 		case slotID:
-			dst = append(dst, `"b-`...)
+			dst = appendQuote(dst, quote)
+			dst = append(dst, `b-`...)
 			dst = strconv.AppendInt(dst, g.seed, 10)
 			dst = append(dst, '-')
 			dst = strconv.AppendUint(dst, n, 10)
-			dst = append(dst, '"')
+			dst = appendQuote(dst, quote)
 		case slotKey:
 			k := g.key(n)
 			if g.keyQuoted {
-				dst = append(dst, `"cust-`...)
+				dst = appendQuote(dst, quote)
+				dst = append(dst, `cust-`...)
 				dst = strconv.AppendUint(dst, k, 10)
-				dst = append(dst, '"')
+				dst = appendQuote(dst, quote)
 			} else {
 				dst = strconv.AppendUint(dst, k, 10)
 			}
 		}
 	}
 	return dst
+}
+
+func appendQuote(dst []byte, q byte) []byte {
+	if q == 0 {
+		return dst
+	}
+	return append(dst, q)
 }
 
 // key picks message n's key: a hash of (seed, n), so a run is reproducible from its seed and

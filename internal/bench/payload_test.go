@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"reflect"
 	"strings"
@@ -141,4 +142,21 @@ func BenchmarkAppendMessage(b *testing.B) {
 		buf = g.appendMessage(buf[:0], uint64(i))
 	}
 	b.SetBytes(int64(len(buf)))
+}
+
+func TestXMLTemplate(t *testing.T) {
+	g, err := newGenerator([]byte(`<po number="{{id}}"><customer>{{key}}</customer></po>`), 7, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(g.appendMessage(nil, 3))
+	want := fmt.Sprintf(`<po number="b-7-3"><customer>cust-%d</customer></po>`, g.key(3))
+	if got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	for _, bad := range []string{`<po/>`, `<po a="{{id}}" b="{{id}}"/>`, `<po a="{{id}}">{{key}}{{key}}</po>`} {
+		if _, err := newGenerator([]byte(bad), 1, 1); err == nil {
+			t.Errorf("template %s accepted", bad)
+		}
+	}
 }
