@@ -20,3 +20,18 @@ func TestXMLToJSON(t *testing.T) {
 		}
 	}
 }
+
+func FuzzXMLToJSON(f *testing.F) {
+	for _, s := range []string{`<a>1</a>`, `<po n="7"><item>x</item><item>y</item></po>`, `<a><b/><b>t</b></a>`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		out, err := XMLToJSON(data)
+		if err != nil {
+			return
+		}
+		if _, err := Decode(out); err != nil {
+			t.Fatalf("XMLToJSON(%q) = %s, not JSON: %v", data, out, err)
+		}
+	})
+}
