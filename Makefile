@@ -30,10 +30,15 @@ bench: ## the figures in docs/benchmarks.md (medians of 3 runs; about 15 minutes
 bench-go: ## the Go micro-benchmarks
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./internal/buffer/embedded ./internal/sink/... ./internal/format
 
-fuzz: ## each parser's fuzzer for 30 s
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/message
-	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./internal/format
-	$(GO) test -run '^$$' -fuzz FuzzFastSchema -fuzztime 30s ./internal/format
+FUZZTIME ?= 30s
+
+fuzz: ## each parser's fuzzer for FUZZTIME (30 s; CI runs 3 s)
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/message
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/format
+	$(GO) test -run '^$$' -fuzz FuzzFastSchema -fuzztime $(FUZZTIME) ./internal/format
+	$(GO) test -run '^$$' -fuzz FuzzXMLToJSON -fuzztime $(FUZZTIME) ./internal/format
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/format/libxml
+	$(GO) test -run '^$$' -fuzz FuzzTransform -fuzztime $(FUZZTIME) ./internal/format/libxml
 
 clean:
 	rm -rf bin weir-data

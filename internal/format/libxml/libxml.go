@@ -172,15 +172,48 @@ static xmlDocPtr weir_parse(const char *buf, int len, weir_errs *E) {
 	return doc;
 }
 
-static xmlSchemaPtr weir_compile_schema(const char *path, const char *dir, weir_errs *E) {
+// weir_read_config_file parses a schema or stylesheet file like a partner document — a DOCTYPE
+// stops the parse — but with its path as base, for includes below its directory.
+static xmlDocPtr weir_read_config_file(const char *path, weir_errs *E) {
+	xmlParserCtxtPtr ctxt = xmlCreateFileParserCtxt(path);
+	if (ctxt == NULL) {
+		if (E->n == 0) weir_add(0, 0, "cannot read the file");
+		return NULL;
+	}
+	xmlCtxtUseOptions(ctxt, XML_PARSE_NONET);
+	ctxt->linenumbers = 1;
+	ctxt->sax->internalSubset = weir_no_dtd;
+	ctxt->sax->externalSubset = NULL;
+	xmlParseDocument(ctxt);
+	xmlDocPtr doc = ctxt->myDoc;
+	ctxt->myDoc = NULL;
+	if (!ctxt->wellFormed || E->refused) {
+		if (E->n == 0) weir_add(0, 0, "the file is not well-formed XML");
+		if (doc) xmlFreeDoc(doc);
+		doc = NULL;
+	}
+	xmlFreeParserCtxt(ctxt);
+	return doc;
+}
+
+// weir_compile_schema compiles the XSD at path; *doc receives its document, which must outlive
+// the schema (a schema parsed from a document may point into it).
+static xmlSchemaPtr weir_compile_schema(const char *path, const char *dir, xmlDocPtr *doc, weir_errs *E) {
 	weir_begin(E);
 	weir_trusted = dir;
 	xmlSchemaPtr s = NULL;
-	xmlSchemaParserCtxtPtr p = xmlSchemaNewParserCtxt(path);
-	if (p != NULL) {
-		xmlSchemaSetParserStructuredErrors(p, weir_serror, NULL);
-		s = xmlSchemaParse(p);
-		xmlSchemaFreeParserCtxt(p);
+	*doc = weir_read_config_file(path, E);
+	if (*doc != NULL) {
+		xmlSchemaParserCtxtPtr p = xmlSchemaNewDocParserCtxt(*doc);
+		if (p != NULL) {
+			xmlSchemaSetParserStructuredErrors(p, weir_serror, NULL);
+			s = xmlSchemaParse(p);
+			xmlSchemaFreeParserCtxt(p);
+		}
+		if (s == NULL) {
+			xmlFreeDoc(*doc);
+			*doc = NULL;
+		}
 	}
 	weir_trusted = NULL;
 	weir_end();
@@ -204,14 +237,11 @@ static xsltStylesheetPtr weir_compile_xslt(const char *path, const char *dir, we
 	weir_begin(E);
 	weir_trusted = dir;
 	xsltStylesheetPtr st = NULL;
-	xmlDocPtr doc = xmlReadFile(path, NULL, XML_PARSE_NONET);
-	if (doc != NULL && doc->intSubset == NULL) {
+	xmlDocPtr doc = weir_read_config_file(path, E);
+	if (doc != NULL) {
 		st = xsltParseStylesheetDoc(doc);
 		if (st == NULL) xmlFreeDoc(doc);
 		else if (st->errors > 0) { xsltFreeStylesheet(st); st = NULL; }
-	} else if (doc != NULL) {
-		weir_add(0, 0, "DOCTYPE declarations are not allowed in stylesheets");
-		xmlFreeDoc(doc);
 	}
 	weir_trusted = NULL;
 	weir_end();
@@ -261,10 +291,11 @@ static xmlChar *weir_transform(xsltStylesheetPtr st, xmlDocPtr d, xsltTransformC
 		weir_add(0, 0, "the transform failed");
 	}
 	if (res != NULL) xmlFreeDoc(res);
-	xsltFreeTransformContext(c);
 	weir_end();
 	return out;
 }
+
+static void weir_free_transform(xsltTransformContextPtr c) { xsltFreeTransformContext(c); }
 
 static xmlChar *weir_xpath_string(xmlDocPtr d, const char *expr, unsigned long ops, weir_errs *E) {
 	weir_begin(E);
@@ -296,7 +327,7 @@ static int weir_xpath_compiles(const char *expr, weir_errs *E) {
 }
 
 static void weir_free_doc(xmlDocPtr d) { xmlFreeDoc(d); }
-static void weir_free_schema(xmlSchemaPtr s) { xmlSchemaFree(s); }
+static void weir_free_schema(xmlSchemaPtr s, xmlDocPtr d) { xmlSchemaFree(s); xmlFreeDoc(d); }
 static void weir_free_xslt(xsltStylesheetPtr s) { xsltFreeStylesheet(s); }
 static void weir_free(void *p) { xmlFree(p); }
 */
@@ -395,12 +426,21 @@ func CompileSchema(path string) (*Schema, error) {
 	defer C.free(unsafe.Pointer(cdir))
 	e := newErrs()
 	defer C.free(unsafe.Pointer(e))
-	p := C.weir_compile_schema(cpath, cdir, e)
+	var doc C.xmlDocPtr
+	p := C.weir_compile_schema(cpath, cdir, &doc, e)
 	if p == nil {
-		return nil, &Error{Op: "compile", Problems: problems(e)}
+		ps := problems(e)
+		if len(ps) == 0 {
+			ps = []Problem{{Message: "the schema does not compile"}}
+		}
+		return nil, &Error{Op: "compile", Problems: ps}
 	}
 	s := &Schema{p: p}
-	runtime.AddCleanup(s, func(p C.xmlSchemaPtr) { C.weir_free_schema(p) }, p)
+	type owned struct {
+		s C.xmlSchemaPtr
+		d C.xmlDocPtr
+	}
+	runtime.AddCleanup(s, func(o owned) { C.weir_free_schema(o.s, o.d) }, owned{p, doc})
 	return s, nil
 }
 
@@ -491,9 +531,10 @@ func (st *Stylesheet) Transform(d *Doc) ([]byte, error) {
 	var outlen, stopped C.int
 	out := C.weir_transform(st.p, d.p, c, C.int(l.MaxOutput), &outlen, &stopped, e)
 	mu.Lock()
-	done = true // c is freed: the timer must not touch it
+	done = true // from here the timer leaves c alone, so it can be freed
 	mu.Unlock()
 	timer.Stop()
+	C.weir_free_transform(c)
 	runtime.KeepAlive(st)
 	runtime.KeepAlive(d)
 	if out == nil {
