@@ -55,7 +55,7 @@ type slot uint8
 
 const (
 	slotNone slot = iota // end of the template
-	slotID               // the message id, always a JSON string "b-<seed>-<n>"
+	slotID               // the message id: a JSON string "b-<seed>-<n>" (XML: bare B-<seed>-<n>)
 	slotKey              // the key (customer.id): "cust-<k>", or a bare number if the template had one
 )
 
@@ -206,7 +206,11 @@ func (g *generator) appendMessage(dst []byte, n uint64) []byte {
 		switch p.slot {
 		case slotID:
 			dst = appendQuote(dst, quote)
-			dst = append(dst, `b-`...)
+			if g.xml {
+				dst = append(dst, `B-`...) // upper case: XSDs often restrict ids to [A-Z0-9-]
+			} else {
+				dst = append(dst, `b-`...)
+			}
 			dst = strconv.AppendInt(dst, g.seed, 10)
 			dst = append(dst, '-')
 			dst = strconv.AppendUint(dst, n, 10)

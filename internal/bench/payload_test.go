@@ -150,7 +150,7 @@ func TestXMLTemplate(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := string(g.appendMessage(nil, 3))
-	want := fmt.Sprintf(`<po number="b-7-3"><customer>cust-%d</customer></po>`, g.key(3))
+	want := fmt.Sprintf(`<po number="B-7-3"><customer>cust-%d</customer></po>`, g.key(3))
 	if got != want {
 		t.Fatalf("got %s, want %s", got, want)
 	}
