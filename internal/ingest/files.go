@@ -35,9 +35,10 @@ type FilesResult struct {
 const maxFiles = 1000
 
 // handleFiles takes multipart/form-data with the fields client_id, token and message_type, and
-// one or more files (XML of one of the type's dialects, or JSON by their Content-Type): the path
-// for partners that can only upload files. Each file is a message with its own result; the
-// whole upload is bounded by the body limit.
+// one or more files (XML of one of the type's dialects, or JSON by their Content-Type or a .json
+// name): the path for partners that can only upload files. The credentials must come before the
+// first file (or in an Authorization header): a stranger's upload is refused at its first file.
+// Each file is a message with its own result; the whole upload is bounded by the body limit.
 func (g *Gateway) handleFiles(w http.ResponseWriter, r *http.Request) {
 	ct, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || ct != "multipart/form-data" || params["boundary"] == "" {
@@ -51,6 +52,14 @@ func (g *Gateway) handleFiles(w http.ResponseWriter, r *http.Request) {
 	}
 	mr := multipart.NewReader(http.MaxBytesReader(w, r.Body, g.cfg.MaxBody), params["boundary"])
 	fields := map[string]string{}
+	var c *Client // authenticated by the fields before the first file, or by the Authorization header
+	if r.Header.Get("Authorization") != "" {
+		var p *Problem
+		if c, p = g.authenticate(r); p != nil {
+			writeProblem(w, p)
+			return
+		}
+	}
 	type upload struct {
 		name, ctype string
 		body        []byte
@@ -74,6 +83,14 @@ func (g *Gateway) handleFiles(w http.ResponseWriter, r *http.Request) {
 			fields[part.FormName()] = strings.TrimSpace(string(b))
 			continue
 		}
+		if c == nil {
+			// The credentials come before the files: nothing more is read for a stranger.
+			var p *Problem
+			if c, p = g.check(fields["client_id"], fields["token"]); p != nil {
+				writeProblem(w, p)
+				return
+			}
+		}
 		if len(files) == maxFiles {
 			writeProblem(w, problem(http.StatusRequestEntityTooLarge, "too-many-files", "Too many files",
 				fmt.Sprintf("at most %d files per upload", maxFiles)))
@@ -81,10 +98,12 @@ func (g *Gateway) handleFiles(w http.ResponseWriter, r *http.Request) {
 		}
 		files = append(files, upload{name: part.FileName(), ctype: part.Header.Get("Content-Type"), body: b})
 	}
-	c, p := g.check(fields["client_id"], fields["token"])
-	if p != nil {
-		writeProblem(w, p)
-		return
+	if c == nil {
+		var p *Problem
+		if c, p = g.check(fields["client_id"], fields["token"]); p != nil {
+			writeProblem(w, p)
+			return
+		}
 	}
 	name := fields["message_type"]
 	t := g.types[name]
@@ -108,7 +127,7 @@ func (g *Gateway) handleFiles(w http.ResponseWriter, r *http.Request) {
 	for i, f := range files {
 		mt, _, _ := mime.ParseMediaType(f.ctype)
 		switch {
-		case mt == "application/json" || (x == nil && strings.HasSuffix(strings.ToLower(f.name), ".json")):
+		case mt == "application/json" || strings.HasSuffix(strings.ToLower(f.name), ".json"):
 			cands[i] = g.prepare(c, t, f.body, "", now)
 		case x != nil:
 			cands[i] = g.prepareXML(c, t, x, f.body, "", now)

@@ -73,13 +73,13 @@ func (g *Gateway) prepareXML(c *Client, t *Type, x *XMLInput, body []byte, id st
 	if x.IDXPath != "" && id == "" {
 		if id, err = doc.XPathString(x.IDXPath, 0); err != nil || id == "" {
 			return candidate{prob: problem(http.StatusBadRequest, "missing-id", "Missing message id",
-				fmt.Sprintf("XPath %s (the dialect's id) finds no value and there is no Idempotency-Key header", x.IDXPath))}
+				fmt.Sprintf("XPath %s (the dialect's id) finds no value and there is no Idempotency-Key header%s", x.IDXPath, because(err)))}
 		}
 	}
 	if x.KeyXPath != "" {
 		if key, err = doc.XPathString(x.KeyXPath, 0); err != nil || key == "" {
 			return candidate{prob: problem(http.StatusBadRequest, "missing-key", "Missing ordering key",
-				fmt.Sprintf("XPath %s (the dialect's key) finds no value", x.KeyXPath))}
+				fmt.Sprintf("XPath %s (the dialect's key) finds no value%s", x.KeyXPath, because(err)))}
 		}
 	}
 	out := body
@@ -111,4 +111,11 @@ func (g *Gateway) prepareXML(c *Client, t *Type, x *XMLInput, body []byte, id st
 		cand.prob = problem(http.StatusBadRequest, "transform", "The transform did not produce JSON", cand.prob.Detail)
 	}
 	return cand
+}
+
+func because(err error) string {
+	if err == nil {
+		return ""
+	}
+	return ": " + err.Error()
 }

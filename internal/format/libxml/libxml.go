@@ -341,6 +341,11 @@ static xmlChar *weir_xpath_string(xmlDocPtr d, const char *expr, unsigned long o
 	xmlXPathContextPtr x = xmlXPathNewContext(d);
 	if (x != NULL) {
 		x->opLimit = ops;
+		// The prefixes the document's root element declares can be used in the expression.
+		xmlNodePtr root = xmlDocGetRootElement(d);
+		for (xmlNsPtr ns = root ? root->nsDef : NULL; ns != NULL; ns = ns->next) {
+			if (ns->prefix != NULL && ns->href != NULL) xmlXPathRegisterNs(x, ns->prefix, ns->href);
+		}
 		char *wrapped = malloc(strlen(expr) + 10);
 		sprintf(wrapped, "string(%s)", expr);
 		xmlXPathObjectPtr r = xmlXPathEvalExpression((const xmlChar *)wrapped, x);
@@ -545,6 +550,64 @@ func CompileStylesheet(path string, limits Limits) (*Stylesheet, error) {
 	return st, nil
 }
 
+// watchdog stops transforms that run past their deadline. One goroutine checks the running
+// transforms every watchPeriod, which is cheaper than a timer per transform.
+var watchdog = &watcher{jobs: map[*watchJob]struct{}{}}
+
+const watchPeriod = 20 * time.Millisecond
+
+type watchJob struct {
+	c        C.xsltTransformContextPtr
+	deadline time.Time
+	fired    bool
+}
+
+type watcher struct {
+	mu      sync.Mutex
+	jobs    map[*watchJob]struct{}
+	running bool
+}
+
+func (w *watcher) add(c C.xsltTransformContextPtr, timeout time.Duration) *watchJob {
+	j := &watchJob{c: c, deadline: time.Now().Add(timeout)}
+	w.mu.Lock()
+	w.jobs[j] = struct{}{}
+	if !w.running {
+		w.running = true
+		go w.run()
+	}
+	w.mu.Unlock()
+	return j
+}
+
+// remove unregisters j and reports whether the watchdog stopped it.
+func (w *watcher) remove(j *watchJob) bool {
+	w.mu.Lock()
+	delete(w.jobs, j)
+	w.mu.Unlock()
+	return j.fired
+}
+
+func (w *watcher) run() {
+	t := time.NewTicker(watchPeriod)
+	defer t.Stop()
+	for now := range t.C {
+		w.mu.Lock()
+		if len(w.jobs) == 0 {
+			w.running = false
+			w.mu.Unlock()
+			return
+		}
+		for j := range w.jobs {
+			if !j.fired && now.After(j.deadline) {
+				j.fired = true
+				C.weir_stop(j.c) // under mu: remove has not returned, so c is not freed yet
+			}
+		}
+		w.mu.Unlock()
+	}
+}
+
 // Transform applies the stylesheet to d and returns the serialized result (as the stylesheet's
 // xsl:output says: XML, or text such as JSON). It stops the transform when it runs longer than
 // the limits' Timeout.
@@ -554,24 +617,12 @@ func (st *Stylesheet) Transform(d *Doc) ([]byte, error) {
 	if c == nil {
 		return nil, &Error{Op: "transform", Problems: []Problem{{Message: "cannot create a transform context"}}}
 	}
-	var mu sync.Mutex
-	done, fired := false, false
-	timer := time.AfterFunc(l.Timeout, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !done {
-			fired = true
-			C.weir_stop(c)
-		}
-	})
+	job := watchdog.add(c, l.Timeout)
 	e := newErrs()
 	defer C.free(unsafe.Pointer(e))
 	var outlen, stopped C.int
 	out := C.weir_transform(st.p, d.p, c, C.int(l.MaxOutput), &outlen, &stopped, e)
-	mu.Lock()
-	done = true // from here the timer leaves c alone, so it can be freed
-	mu.Unlock()
-	timer.Stop()
+	fired := watchdog.remove(job) // from here the watchdog leaves c alone, so it can be freed
 	C.weir_free_transform(c)
 	runtime.KeepAlive(st)
 	runtime.KeepAlive(d)
@@ -586,7 +637,8 @@ func (st *Stylesheet) Transform(d *Doc) ([]byte, error) {
 	return C.GoBytes(unsafe.Pointer(out), outlen), nil
 }
 
-// XPathString evaluates string(expr) on d.
+// XPathString evaluates string(expr) on d. The expression may use the namespace prefixes
+// declared on the document's root element.
 func (d *Doc) XPathString(expr string, maxOps uint64) (string, error) {
 	if maxOps == 0 {
 		maxOps = 1_000_000
