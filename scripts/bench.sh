@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the figures of docs/benchmarks.md: each scenario RUNS times (default 3), reports in
 # bench-results/<scenario>-<n>.json, then prints the medians. Needs PostgreSQL on 127.0.0.1:5432
-# for the postgres scenario. Usage: scripts/bench.sh [RUNS] [all|throughput|failure]
+# for the postgres scenario. Usage: scripts/bench.sh [RUNS] [all|throughput|failure|xml]
 # "failure" runs only the poison-message pairs of "Failure handling (issue 3)"; the memory figure
 # of that section is scripts/bench-dedup-memory.sh.
 set -euo pipefail
@@ -20,6 +20,30 @@ scenario() { # name, args...
     $w bench "$@" --json "$out/$name-$i.json" >/dev/null 2>&1
   done
 }
+
+if [[ $which == all || $which == xml ]]; then
+  # XML partners: a 2 KB ACME purchase order (XSD + XSLT) beside the JSON order, same config,
+  # interleaved; the XML runs measure the bare ceiling with the same body.
+  xcfg=examples/xml-partner/weir.yaml
+  for i in $(seq 1 "$runs"); do
+    echo "== xml-ingest run $i" >&2
+    $w bench --self --hold --ceiling --self-config $xcfg --client acme --token acme-token \
+      --payload examples/xml-partner/bench/acme-order.template.xml -c 64 -d 10s --json "$out/xml-ingest-$i.json" >/dev/null 2>&1
+    echo "== xml-json-ingest run $i" >&2
+    $w bench --self --hold --self-config $xcfg --client demo --token demo-token -c 64 -d 10s \
+      --json "$out/xml-json-ingest-$i.json" >/dev/null 2>&1
+  done
+  python3 - "$out" "$runs" <<'PY'
+import json, statistics, sys
+out, runs = sys.argv[1], int(sys.argv[2])
+for name in ("xml-ingest", "xml-json-ingest"):
+    rs = [json.load(open(f"{out}/{name}-{i}.json")) for i in range(1, runs + 1)]
+    w = [r["weir"]["req_per_sec"] for r in rs]
+    c = [r["ceiling"]["req_per_sec"] for r in rs if "ceiling" in r]
+    print(f"{name:16} req/s {statistics.median(w):8.0f} (runs {', '.join(f'{x:.0f}' for x in w)})"
+          + (f"  ceiling {statistics.median(c):.0f}" if c else ""))
+PY
+fi
 
 if [[ $which == all || $which == failure ]]; then
   # Poison messages: a clean run and a run with 1% poison, interleaved so that both see the same
