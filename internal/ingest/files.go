@@ -10,19 +10,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/weirhq/weir/internal/format"
-	"github.com/weirhq/weir/internal/state"
 )
 
 // FileResult is the outcome of one uploaded file.
 type FileResult struct {
-	File      string             `json:"file"`
-	ID        string             `json:"id,omitempty"`
-	Status    string             `json:"status"` // accepted | rejected
-	Code      int                `json:"code"`
-	Error     string             `json:"error,omitempty"`
-	Errors    []format.Violation `json:"errors,omitempty"`
-	Duplicate bool               `json:"duplicate,omitempty"`
+	File string `json:"file"`
+	Outcome
 }
 
 // FilesResult answers POST /v1/files.
@@ -145,29 +138,10 @@ func (g *Gateway) handleFiles(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	res := FilesResult{Results: make([]FileResult, len(files))}
-	for i := range files {
-		fr := FileResult{File: files[i].name}
-		cd := &cands[i]
-		switch {
-		case cd.prob != nil:
-			fr.Status, fr.Code, fr.Error, fr.Errors, fr.ID = "rejected", cd.prob.Status, cd.prob.Detail, cd.prob.Errors, cd.prob.ID
-			res.Rejected++
-		case cd.dup:
-			fr.ID, fr.Status, fr.Code, fr.Duplicate = cd.msg.ID, state.StatusAccepted, http.StatusOK, true
-			res.Accepted++
-		default:
-			fr.ID, fr.Status, fr.Code = cd.msg.ID, state.StatusAccepted, http.StatusAccepted
-			res.Accepted++
-		}
-		res.Results[i] = fr
-	}
-	status := http.StatusAccepted
-	switch {
-	case res.Accepted == 0:
-		status = http.StatusBadRequest
-	case res.Rejected > 0:
-		status = http.StatusMultiStatus
+	outs, accepted, rejected, status := outcomes(cands)
+	res := FilesResult{Accepted: accepted, Rejected: rejected, Results: make([]FileResult, len(files))}
+	for i, o := range outs {
+		res.Results[i] = FileResult{File: files[i].name, Outcome: o}
 	}
 	writeJSON(w, status, res)
 }

@@ -484,15 +484,53 @@ func (g *Gateway) handleOne(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// LineResult is the outcome of one NDJSON line.
-type LineResult struct {
-	Line      int                `json:"line"`
+// Outcome is one message's result in an answer about several (NDJSON lines, uploaded files).
+type Outcome struct {
 	ID        string             `json:"id,omitempty"`
-	Status    string             `json:"status"` // accepted | duplicate | rejected
+	Status    string             `json:"status"` // accepted | rejected
 	Code      int                `json:"code"`
 	Error     string             `json:"error,omitempty"`
 	Errors    []format.Violation `json:"errors,omitempty"`
 	Duplicate bool               `json:"duplicate,omitempty"`
+}
+
+// outcomes sums up candidates after their commit: each one's result, the counts, and the
+// answer's status (202 all accepted, 207 some, 400 none).
+func outcomes(cands []candidate) (out []Outcome, accepted, rejected, status int) {
+	out = make([]Outcome, len(cands))
+	for i := range cands {
+		cd := &cands[i]
+		o := Outcome{ID: cd.msg.ID}
+		switch {
+		case cd.prob != nil:
+			o.Status, o.Code, o.Error, o.Errors = "rejected", cd.prob.Status, cd.prob.Detail, cd.prob.Errors
+			if o.ID == "" {
+				o.ID = cd.prob.ID
+			}
+			rejected++
+		case cd.dup:
+			o.Status, o.Code, o.Duplicate = state.StatusAccepted, http.StatusOK, true
+			accepted++
+		default:
+			o.Status, o.Code = state.StatusAccepted, http.StatusAccepted
+			accepted++
+		}
+		out[i] = o
+	}
+	status = http.StatusAccepted
+	switch {
+	case accepted == 0:
+		status = http.StatusBadRequest
+	case rejected > 0:
+		status = http.StatusMultiStatus
+	}
+	return out, accepted, rejected, status
+}
+
+// LineResult is the outcome of one NDJSON line.
+type LineResult struct {
+	Line int `json:"line"`
+	Outcome
 }
 
 // BatchResult answers an NDJSON batch.
@@ -554,29 +592,10 @@ func (g *Gateway) handleBatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	res := BatchResult{Results: make([]LineResult, len(lines))}
-	for i := range cands {
-		cd := &cands[i]
-		lr := LineResult{Line: lineNo[i], ID: cd.msg.ID}
-		switch {
-		case cd.prob != nil:
-			lr.Status, lr.Code, lr.Error, lr.Errors = "rejected", cd.prob.Status, cd.prob.Detail, cd.prob.Errors
-			res.Rejected++
-		case cd.dup:
-			lr.Status, lr.Code, lr.Duplicate = "accepted", http.StatusOK, true
-			res.Accepted++
-		default:
-			lr.Status, lr.Code = "accepted", http.StatusAccepted
-			res.Accepted++
-		}
-		res.Results[i] = lr
-	}
-	status := http.StatusAccepted
-	switch {
-	case res.Accepted == 0:
-		status = http.StatusBadRequest
-	case res.Rejected > 0:
-		status = http.StatusMultiStatus
+	outs, accepted, rejected, status := outcomes(cands)
+	res := BatchResult{Accepted: accepted, Rejected: rejected, Results: make([]LineResult, len(lines))}
+	for i, o := range outs {
+		res.Results[i] = LineResult{Line: lineNo[i], Outcome: o}
 	}
 	writeJSON(w, status, res)
 }
