@@ -8,7 +8,6 @@ import (
 	"mime/multipart"
 	"net/http"
 	"strings"
-	"time"
 )
 
 // FileResult is the outcome of one uploaded file.
@@ -66,6 +65,14 @@ func (g *Gateway) handleFiles(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, g.unreadable(err))
 			return
 		}
+		if part.FileName() != "" && c == nil {
+			// The credentials come before the files: a stranger's file is not even read.
+			var p *Problem
+			if c, p = g.check(fields["client_id"], fields["token"]); p != nil {
+				writeProblem(w, p)
+				return
+			}
+		}
 		b, err := io.ReadAll(part)
 		if err != nil {
 			writeProblem(w, g.unreadable(err))
@@ -74,14 +81,6 @@ func (g *Gateway) handleFiles(w http.ResponseWriter, r *http.Request) {
 		if part.FileName() == "" {
 			fields[part.FormName()] = strings.TrimSpace(string(b))
 			continue
-		}
-		if c == nil {
-			// The credentials come before the files: nothing more is read for a stranger.
-			var p *Problem
-			if c, p = g.check(fields["client_id"], fields["token"]); p != nil {
-				writeProblem(w, p)
-				return
-			}
 		}
 		if len(files) == maxFiles {
 			writeProblem(w, problem(http.StatusRequestEntityTooLarge, "too-many-files", "Too many files",
@@ -113,16 +112,15 @@ func (g *Gateway) handleFiles(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	x := t.dialect(c)
-	now := time.Now().UTC()
 	cands := make([]candidate, len(files))
 	var ok []*candidate
 	for i, f := range files {
 		mt, _, _ := mime.ParseMediaType(f.ctype)
 		switch {
 		case mt == "application/json" || strings.HasSuffix(strings.ToLower(f.name), ".json"):
-			cands[i] = g.prepare(c, t, f.body, "", now)
+			cands[i] = g.prepare(c, t, f.body, "", g.stamp())
 		case x != nil:
-			cands[i] = g.prepareXML(c, t, x, f.body, "", now)
+			cands[i] = g.prepareXML(c, t, x, f.body, "", g.stamp())
 		default:
 			cands[i].prob = problem(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type",
 				fmt.Sprintf("message type %q takes no XML from client %q; upload JSON files (Content-Type application/json)", t.Name, c.ID))

@@ -93,6 +93,21 @@ type Gateway struct {
 	active  atomic.Int64  // requests in flight
 
 	accepted atomic.Int64
+	lastAt   atomic.Int64 // the latest acceptance time handed out (unix µs)
+}
+
+// stamp returns the acceptance time of a new message: now at microsecond precision (what the
+// SQL sinks store), and always later than every earlier one, so that "the message accepted last
+// wins" (the sinks' upsert guard) has no ties, not even within one batch.
+func (g *Gateway) stamp() time.Time {
+	now := time.Now().UnixMicro()
+	for {
+		last := g.lastAt.Load()
+		next := max(now, last+1)
+		if g.lastAt.CompareAndSwap(last, next) {
+			return time.UnixMicro(next).UTC()
+		}
+	}
 }
 
 // New builds a gateway that appends accepted messages through store.
@@ -462,9 +477,9 @@ func (g *Gateway) handleOne(w http.ResponseWriter, r *http.Request) {
 	}
 	var cand candidate
 	if ct == "application/json" {
-		cand = g.prepare(c, t, body, id, time.Now().UTC())
+		cand = g.prepare(c, t, body, id, g.stamp())
 	} else {
-		cand = g.prepareXML(c, t, x, body, id, time.Now().UTC())
+		cand = g.prepareXML(c, t, x, body, id, g.stamp())
 	}
 	if cand.prob != nil {
 		writeProblem(w, cand.prob)
@@ -577,11 +592,10 @@ func (g *Gateway) handleBatch(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, p)
 		return
 	}
-	now := time.Now().UTC()
 	cands := make([]candidate, len(lines))
 	valid := make([]*candidate, 0, len(lines))
 	for i, line := range lines {
-		cands[i] = g.prepare(c, t, line, "", now)
+		cands[i] = g.prepare(c, t, line, "", g.stamp())
 		if cands[i].prob == nil {
 			valid = append(valid, &cands[i])
 		}
