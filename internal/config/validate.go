@@ -162,9 +162,12 @@ func checkRetry(p *Problems, at string, r *Retry) {
 		p.Add(at+".schedule", "required: the delays between attempts (like [5s, 1m, 10m])")
 	}
 	for i, d := range r.Schedule {
-		if d < 0 {
-			p.Add(fmt.Sprintf("%s.schedule[%d]", at, i), "must not be negative")
+		if d < 0 || d.D() > 366*24*time.Hour {
+			p.Add(fmt.Sprintf("%s.schedule[%d]", at, i), "must be between 0s and 8784h (a year)")
 		}
+	}
+	if r.MaxAge.D() > 10*366*24*time.Hour {
+		p.Add(at+".max_age", "must be at most ten years")
 	}
 	if r.Jitter != nil && (*r.Jitter < 0 || *r.Jitter >= 1) {
 		p.Add(at+".jitter", "must be at least 0 and below 1, got %g", *r.Jitter)

@@ -20,6 +20,9 @@ type Policy struct {
 	MaxAge      time.Duration // give up when the next attempt would be this long after the first failure (0: no limit)
 }
 
+// MaxWait bounds one wait of a schedule (a year), so that due times stay far from overflowing.
+const MaxWait = 366 * 24 * time.Hour
+
 // DeliverPolicy is the default for partner endpoints: attempts at once, then after 5 s, 5 min,
 // 30 min, 2 h, 5 h, 10 h and 10 h — eight attempts over about 27.6 hours.
 func DeliverPolicy() Policy {
@@ -42,6 +45,9 @@ func (p Policy) Validate() error {
 	for i, d := range p.Schedule {
 		if d < 0 {
 			return fmt.Errorf("schedule[%d]: negative delay %s", i, d)
+		}
+		if d > MaxWait {
+			return fmt.Errorf("schedule[%d]: %s is longer than %s", i, d, MaxWait)
 		}
 	}
 	if p.Jitter < 0 || p.Jitter >= 1 {

@@ -103,12 +103,12 @@ func (r *Retries) Handler(st Stage) func(recs []buffer.Record, errs []error) err
 type StageHandler struct {
 	r     *Retries
 	st    Stage
-	holds map[string]bool // "type\x00key" of the held strict-order keys
+	holds map[string]string // "type\x00key" of each held strict-order key → its holder
 }
 
 // For returns the failure handling of a stage, with the held keys it left at the last stop.
 func (r *Retries) For(st Stage) (*StageHandler, error) {
-	h := &StageHandler{r: r, st: st, holds: map[string]bool{}}
+	h := &StageHandler{r: r, st: st, holds: map[string]string{}}
 	if st.Strict != nil {
 		var err error
 		if h.holds, err = r.cfg.Store.Holds(st.Topic); err != nil {
@@ -120,27 +120,50 @@ func (r *Retries) For(st Stage) (*StageHandler, error) {
 
 func holdID(typ, key string) string { return typ + "\x00" + key }
 
-// Hold parks a strict-order message whose key waits for an earlier message's retry; the
-// waiting message itself (a retry, or one released in its turn) runs.
+func holderOf(m *message.Message) string { return state.Holder(m.Client, m.ID, m.ReceivedAt) }
+
+// Hold decides about a message of a held strict-order key before it runs: the holder runs (its
+// retry, the one released in its turn, or a replay of it); any other message is parked behind
+// it. A record whose failure is already recorded — handled again after a crash — is finished
+// without running or parking: its chain of retries goes on.
 func (h *StageHandler) Hold(rec buffer.Record) (bool, error) {
 	if len(h.holds) == 0 {
 		return false, nil
 	}
 	m, err := message.Decode(rec.Value)
-	if err != nil || !h.holds[holdID(m.Type, m.Key)] || m.Attempt > 0 || m.Released {
+	if err != nil {
 		return false, nil
 	}
-	return true, h.r.cfg.Store.Park(state.Hold{Topic: h.st.Topic, Type: m.Type, Key: m.Key}, rec.Value, h.r.cfg.Clock.Now())
+	holder, held := h.holds[holdID(m.Type, m.Key)]
+	if !held {
+		return false, nil
+	}
+	if m.Attempt == 0 && !m.Released {
+		marked, err := h.r.cfg.Store.Marked(h.st.Topic, m.Client, m.Type, m.ID, m.ReceivedAt)
+		if err != nil {
+			return false, err
+		}
+		if marked > 0 {
+			return true, nil
+		}
+	}
+	if holderOf(&m) == holder {
+		return false, nil
+	}
+	return true, h.r.cfg.Store.Park(state.Hold{Topic: h.st.Topic, Type: m.Type, Key: m.Key}, rec.Value, rec.Partition, rec.Offset)
 }
 
-// Done releases the next parked message of each held key whose waiting message succeeded.
+// Done releases the next parked message of each held key whose holder succeeded.
 func (h *StageHandler) Done(recs []buffer.Record) error {
 	if len(h.holds) == 0 {
 		return nil
 	}
 	for _, rec := range recs {
 		m, err := message.Decode(rec.Value)
-		if err != nil || !h.holds[holdID(m.Type, m.Key)] || (m.Attempt == 0 && !m.Released) {
+		if err != nil {
+			continue
+		}
+		if holder, held := h.holds[holdID(m.Type, m.Key)]; !held || holder != holderOf(&m) {
 			continue
 		}
 		if err := h.release(m.Type, m.Key); err != nil {
@@ -151,19 +174,33 @@ func (h *StageHandler) Done(recs []buffer.Record) error {
 }
 
 func (h *StageHandler) release(typ, key string) error {
-	held, err := h.r.cfg.Store.Release(context.Background(), state.Hold{Topic: h.st.Topic, Type: typ, Key: key}, func(v []byte) []byte {
+	decode := func(v []byte) (message.Message, bool) {
 		m, err := message.Decode(v)
-		if err != nil {
-			return v
-		}
-		m.Released = true
-		return m.Encode()
-	})
+		return m, err == nil
+	}
+	next, err := h.r.cfg.Store.Release(context.Background(), state.Hold{Topic: h.st.Topic, Type: typ, Key: key},
+		func(v []byte) []byte {
+			m, ok := decode(v)
+			if !ok {
+				return v
+			}
+			m.Released = true
+			return m.Encode()
+		},
+		func(v []byte) string {
+			m, ok := decode(v)
+			if !ok {
+				return ""
+			}
+			return holderOf(&m)
+		})
 	if err != nil {
 		return err
 	}
-	if !held {
+	if next == "" {
 		delete(h.holds, holdID(typ, key))
+	} else {
+		h.holds[holdID(typ, key)] = next
 	}
 	return nil
 }
@@ -230,13 +267,13 @@ func (h *StageHandler) Fail(recs []buffer.Record, errs []error) error {
 			marks = append(marks, mark)
 			e.Status, e.Reason, e.Letter = state.StatusDead, reason, d.ID
 			events = append(events, e)
-			if h.holds[holdID(m.Type, m.Key)] {
+			if holder, held := h.holds[holdID(m.Type, m.Key)]; held && holder == holderOf(&m) {
 				releases = append(releases, state.Hold{Topic: st.Topic, Type: m.Type, Key: m.Key})
 			}
 			continue
 		}
-		if st.Strict != nil && st.Strict(m.Type) && !h.holds[holdID(m.Type, m.Key)] {
-			holds = append(holds, state.Hold{Topic: st.Topic, Type: m.Type, Key: m.Key})
+		if _, held := h.holds[holdID(m.Type, m.Key)]; st.Strict != nil && st.Strict(m.Type) && !held {
+			holds = append(holds, state.Hold{Topic: st.Topic, Type: m.Type, Key: m.Key, Holder: holderOf(&m)})
 		}
 		marks = append(marks, mark)
 		m.Attempt, m.FailedAt = uint32(failed), first
@@ -256,7 +293,7 @@ func (h *StageHandler) Fail(recs []buffer.Record, errs []error) error {
 		return err
 	}
 	for _, hd := range holds {
-		h.holds[holdID(hd.Type, hd.Key)] = true
+		h.holds[holdID(hd.Type, hd.Key)] = hd.Holder
 	}
 	// A dead-lettered message no longer holds its key: the next one behind it runs.
 	for _, hd := range releases {

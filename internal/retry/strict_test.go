@@ -105,7 +105,8 @@ func (rg *strictRig) send(t *testing.T, ids ...string) {
 	var msgs []buffer.Message
 	for _, id := range ids {
 		key := id[:1] // "a1" → key "a"
-		m := message.Message{ID: id, Client: "c", Type: "order", Key: key, ReceivedAt: time.Now()}
+		// One fixed acceptance time: sending an id again is the same message again (a redelivery).
+		m := message.Message{ID: id, Client: "c", Type: "order", Key: key, ReceivedAt: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)}
 		msgs = append(msgs, buffer.Message{Key: []byte(key), Value: m.Encode()})
 	}
 	if err := rg.log.Append(context.Background(), strictTopic, msgs); err != nil {
@@ -197,5 +198,35 @@ func TestStrictOrderReleaseAfterDeadLetterAndRestart(t *testing.T) {
 	ds, err := rg2.store.DeadLetters(state.LetterFilter{})
 	if err != nil || len(ds) != 1 || ds[0].MessageID != "a1" || ds[0].Reason != state.ReasonExhausted {
 		t.Fatalf("dead letters %+v, %v", ds, err)
+	}
+}
+
+// A record of a held key handled again after a crash (its failure already recorded) neither runs
+// nor parks: its chain of retries goes on, and the message is handled once, in order.
+func TestStrictOrderRedeliveredHolderRunsOnce(t *testing.T) {
+	rg := newStrictRig(t, t.TempDir(), map[string]int{"a1": 2})
+	stop := rg.run(t, true)
+	defer func() { stop(); rg.log.Close() }()
+	rg.send(t, "a1")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if holds, _ := rg.store.Holds(strictTopic); len(holds) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no hold on key a")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	rg.send(t, "a1", "a2") // a1 again, as a crash before the commit would redeliver it
+	got := rg.waitHandled(t, 2)
+	time.Sleep(500 * time.Millisecond)
+	rg.mu.Lock()
+	defer rg.mu.Unlock()
+	if !slices.Equal(rg.handled, []string{"a1", "a2"}) || !slices.Equal(got[:2], []string{"a1", "a2"}) {
+		t.Fatalf("handled %v, want [a1 a2]", rg.handled)
+	}
+	if rg.tries["a1"] != 3 {
+		t.Errorf("a1 tried %d times, want 3 (two failures, one success)", rg.tries["a1"])
 	}
 }

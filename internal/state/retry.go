@@ -170,7 +170,7 @@ func (s *Store) Failures(f Failures) error {
 	retries, letters, events, notify := f.Retries, f.Letters, f.Events, f.Notify
 	kvs := make([]embedded.KV, 0, len(retries)+len(letters)+len(events)+len(f.Holds))
 	for _, h := range f.Holds {
-		kvs = append(kvs, embedded.KV{Key: holdKey(h)})
+		kvs = append(kvs, embedded.KV{Key: holdKey(h), Value: []byte(h.Holder)})
 	}
 	for i := range f.Marks {
 		kvs = append(kvs, embedded.KV{Key: f.Marks[i].key(), Value: f.Marks[i].value()})
