@@ -32,7 +32,7 @@ bench-go: ## the Go micro-benchmarks
 
 FUZZTIME ?= 30s
 
-fuzz: ## each parser's fuzzer for FUZZTIME (30 s; CI runs 3 s)
+fuzz: ## each parser's fuzzer for FUZZTIME (30 s; CI runs 20000 inputs each)
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/message
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime $(FUZZTIME) ./internal/format
 	$(GO) test -run '^$$' -fuzz FuzzFastSchema -fuzztime $(FUZZTIME) ./internal/format
