@@ -468,6 +468,9 @@ func (g *Gateway) handleOne(w http.ResponseWriter, r *http.Request) {
 	}
 	body, ct, p := g.readBody(w, r, accept...)
 	if p != nil {
+		if x == nil && isXML(r.Header.Get("Content-Type")) {
+			p.Detail = fmt.Sprintf("client %q sends message type %q as JSON: no XML dialect of the type is configured for it", c.ID, t.Name)
+		}
 		writeProblem(w, p)
 		return
 	}

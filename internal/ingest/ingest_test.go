@@ -98,12 +98,14 @@ func TestNoReceiptWhileTheLogRefusesWrites(t *testing.T) {
 func TestInFlightLimit(t *testing.T) {
 	srv, _ := gateway(t, 1, nil)
 	pr, pw := io.Pipe()
+	defer pw.Close() // on a failure too: the server's Close waits for the first request
 	first := make(chan int, 1)
+	client := &http.Client{Transport: &http.Transport{}} // its own connection
 	go func() {
 		req, _ := http.NewRequest("POST", srv.URL+"/v1/messages/note", pr)
 		req.SetBasicAuth("acme", "tok")
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err != nil {
 			first <- 0
 			return

@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"mime"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/weirhq/weir/internal/format"
@@ -25,6 +27,11 @@ type XMLInput struct {
 // xmlTypes are the Content-Types of XML messages.
 var xmlTypes = []string{"application/xml", "text/xml"}
 
+func isXML(contentType string) bool {
+	ct, _, err := mime.ParseMediaType(contentType)
+	return err == nil && slices.Contains(xmlTypes, ct)
+}
+
 // dialect returns the XML dialect of t for client c.
 func (t *Type) dialect(c *Client) *XMLInput {
 	var any *XMLInput
@@ -43,7 +50,11 @@ func xmlProblem(status int, kind, title string, err error) *Problem {
 	if !errors.As(err, &xe) {
 		return problem(status, kind, title, err.Error())
 	}
-	p := problem(status, kind, title, fmt.Sprintf("%d problem(s)", len(xe.Problems)))
+	detail := fmt.Sprintf("%d problem(s)", len(xe.Problems))
+	if len(xe.Problems) > 0 {
+		detail += ", the first: " + xe.Problems[0].String()
+	}
+	p := problem(status, kind, title, detail)
 	for _, pr := range xe.Problems {
 		p.Errors = append(p.Errors, format.Violation{Line: pr.Line, Column: pr.Column, Message: pr.Message})
 	}
