@@ -54,6 +54,20 @@ type flaky struct {
 	hits   []hit
 }
 
+// newFailingFlaky returns a partner that answers code while the returned switch is on (it
+// starts on), and accepts once it is off.
+func newFailingFlaky(t *testing.T, code int) (*flaky, *atomic.Bool) {
+	t.Helper()
+	on := &atomic.Bool{}
+	on.Store(true)
+	return newFlaky(t, func(hit) int {
+		if on.Load() {
+			return code
+		}
+		return 0
+	}), on
+}
+
 func newFlaky(t *testing.T, answer func(hit) int) *flaky {
 	t.Helper()
 	sec, err := deliver.ParseSecret(secret)
@@ -411,14 +425,7 @@ func settle() { time.Sleep(1200 * time.Millisecond) }
 // A partner that answers 503 for a while, then 2xx: every message is delivered exactly once,
 // with the same webhook-id on every attempt, and is not attempted again after its 2xx.
 func TestRetryPartnerDownThenBack(t *testing.T) {
-	var down atomic.Bool
-	down.Store(true)
-	p := newFlaky(t, func(hit) int {
-		if down.Load() {
-			return http.StatusServiceUnavailable
-		}
-		return 0
-	})
+	p, down := newFailingFlaky(t, http.StatusServiceUnavailable)
 	h := startFlaky(t, p, `retry: {schedule: [100ms, 200ms, 300ms], jitter: 0, max_attempts: 100}`)
 
 	// The note type has no id pointer: each message gets a UUIDv7, the webhook-id of all its attempts.
@@ -616,14 +623,7 @@ func TestRetryPoisonMessagesExhausted(t *testing.T) {
 // the endpoint is paused (across a restart too), nothing is attempted until an operator resumes
 // it, and a replay of the gone message delivers it once.
 func TestRetryGonePausesEndpoint(t *testing.T) {
-	var gone atomic.Bool
-	gone.Store(true)
-	p := newFlaky(t, func(hit) int {
-		if gone.Load() {
-			return http.StatusGone
-		}
-		return 0
-	})
+	p, gone := newFailingFlaky(t, http.StatusGone)
 	dir := t.TempDir()
 	path := retryConfig(t, dir, p.url, `retry: {schedule: [100ms], jitter: 0, max_attempts: 5}`)
 	h := launch(t, path, p.rcv)
@@ -788,14 +788,7 @@ func TestRetryRedirectIsPermanent(t *testing.T) {
 // Dead letters replayed (one by id, then all that match a filter) are delivered exactly once
 // more, with the same webhook-id; replaying them again does nothing.
 func TestRetryReplayFromDeadLetters(t *testing.T) {
-	var broken atomic.Bool
-	broken.Store(true)
-	p := newFlaky(t, func(hit) int {
-		if broken.Load() {
-			return http.StatusInternalServerError
-		}
-		return 0
-	})
+	p, broken := newFailingFlaky(t, http.StatusInternalServerError)
 	h := startFlaky(t, p, `retry: {schedule: [100ms], jitter: 0, max_attempts: 2}`)
 	events := []string{"e-1", "e-2", "e-3", "e-4"}
 	for _, id := range events {
@@ -1073,14 +1066,7 @@ func TestRetryMaxAge(t *testing.T) {
 // Retries are durable: messages waiting for their next attempt when weir stops get it after
 // the restart, once, and their trail goes on counting attempts.
 func TestRetryScheduleSurvivesRestart(t *testing.T) {
-	var down atomic.Bool
-	down.Store(true)
-	p := newFlaky(t, func(hit) int {
-		if down.Load() {
-			return http.StatusServiceUnavailable
-		}
-		return 0
-	})
+	p, down := newFailingFlaky(t, http.StatusServiceUnavailable)
 	path := retryConfig(t, t.TempDir(), p.url, `retry: {schedule: [1500ms], jitter: 0, max_attempts: 10}`)
 	h := launch(t, path, p.rcv)
 	ids := []string{"s-1", "s-2", "s-3", "s-4", "s-5"}
@@ -1124,14 +1110,7 @@ func TestRetryScheduleSurvivesRestart(t *testing.T) {
 // An endpoint failing for longer than health.pause_after is paused; after a resume everything
 // waiting is delivered exactly once.
 func TestRetryFailingEndpointPauses(t *testing.T) {
-	var down atomic.Bool
-	down.Store(true)
-	p := newFlaky(t, func(hit) int {
-		if down.Load() {
-			return http.StatusServiceUnavailable
-		}
-		return 0
-	})
+	p, down := newFailingFlaky(t, http.StatusServiceUnavailable)
 	h := startFlaky(t, p, `retry: {schedule: [100ms], jitter: 0, max_attempts: 1000}
 health: {failing_after: 3, pause_after: 300ms}`)
 	ids := []string{"f-1", "f-2", "f-3", "f-4"}
@@ -1338,14 +1317,7 @@ func TestRetryPersistTransient(t *testing.T) {
 // Retries whose endpoint left the config become dead letters with reason "removed", which
 // cannot be replayed until the endpoint is back; then they are delivered once.
 func TestRetryRemovedEndpoint(t *testing.T) {
-	var down atomic.Bool
-	down.Store(true)
-	p := newFlaky(t, func(hit) int {
-		if down.Load() {
-			return http.StatusServiceUnavailable
-		}
-		return 0
-	})
+	p, down := newFailingFlaky(t, http.StatusServiceUnavailable)
 	dir := t.TempDir()
 	path := retryConfig(t, dir, p.url, `retry: {schedule: [300ms], jitter: 0, max_attempts: 10}`)
 	h := launch(t, path, p.rcv)

@@ -5,12 +5,10 @@ package ingest_test
 // an upload gets its own result.
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -20,11 +18,8 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/weirhq/weir/internal/buffer"
-	"github.com/weirhq/weir/internal/buffer/embedded"
 	"github.com/weirhq/weir/internal/format/libxml"
 	"github.com/weirhq/weir/internal/ingest"
-	"github.com/weirhq/weir/internal/state"
 )
 
 // filesGateway serves a real gateway on the embedded log with two clients of type note: acme
@@ -32,18 +27,6 @@ import (
 // XPath). edit may change the config first.
 func filesGateway(t *testing.T, edit func(*ingest.Config)) *httptest.Server {
 	t.Helper()
-	l, err := embedded.Open(embedded.Config{Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	if err := l.EnsureTopic(context.Background(), buffer.TopicConfig{Name: "process", Partitions: 2}); err != nil {
-		t.Fatal(err)
-	}
-	store, err := state.New(l)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cfg := ingest.Config{
 		Topic: "process",
 		Clients: []ingest.Client{
@@ -58,13 +41,7 @@ func filesGateway(t *testing.T, edit func(*ingest.Config)) *httptest.Server {
 	if edit != nil {
 		edit(&cfg)
 	}
-	g, err := ingest.New(cfg, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(g)
-	t.Cleanup(srv.Close)
-	return srv
+	return serve(t, cfg)
 }
 
 // part is one part of a multipart body: a field when file is empty, else a file.

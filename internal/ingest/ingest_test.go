@@ -25,6 +25,24 @@ import (
 // consult, so a test can make the log refuse writes.
 func gateway(t *testing.T, maxInFlight int, limiter *rate.Limiter) (*httptest.Server, *atomic.Pointer[error]) {
 	t.Helper()
+	var health atomic.Pointer[error]
+	srv := serve(t, ingest.Config{
+		Topic: "process", MaxInFlight: maxInFlight,
+		Clients: []ingest.Client{{ID: "acme", TokenHash: sha256.Sum256([]byte("tok")), Types: map[string]bool{"note": true}, Limiter: limiter}},
+		Types:   []ingest.Type{{Name: "note", IDPointer: "/id"}},
+		Health: func() error {
+			if e := health.Load(); e != nil {
+				return *e
+			}
+			return nil
+		},
+	})
+	return srv, &health
+}
+
+// serve runs a gateway with cfg over a real embedded log and state store (topic "process").
+func serve(t *testing.T, cfg ingest.Config) *httptest.Server {
+	t.Helper()
 	l, err := embedded.Open(embedded.Config{Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -37,24 +55,13 @@ func gateway(t *testing.T, maxInFlight int, limiter *rate.Limiter) (*httptest.Se
 	if err != nil {
 		t.Fatal(err)
 	}
-	var health atomic.Pointer[error]
-	g, err := ingest.New(ingest.Config{
-		Topic: "process", MaxInFlight: maxInFlight,
-		Clients: []ingest.Client{{ID: "acme", TokenHash: sha256.Sum256([]byte("tok")), Types: map[string]bool{"note": true}, Limiter: limiter}},
-		Types:   []ingest.Type{{Name: "note", IDPointer: "/id"}},
-		Health: func() error {
-			if e := health.Load(); e != nil {
-				return *e
-			}
-			return nil
-		},
-	}, store)
+	g, err := ingest.New(cfg, store)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(g)
 	t.Cleanup(srv.Close)
-	return srv, &health
+	return srv
 }
 
 func post(t *testing.T, url, path, ctype string, body io.Reader) *http.Response {

@@ -457,26 +457,14 @@ type Schema struct{ p C.xmlSchemaPtr }
 // CompileSchema compiles the XSD at path. It may include or import schemas below its own
 // directory, and nothing else.
 func CompileSchema(path string) (*Schema, error) {
-	if initErr != nil {
-		return nil, initErr
-	}
-	abs, dir, err := trusted(path)
+	var p C.xmlSchemaPtr
+	var doc C.xmlDocPtr
+	err := compile(path, "the schema does not compile", func(cpath, cdir *C.char, e *C.weir_errs) bool {
+		p = C.weir_compile_schema(cpath, cdir, &doc, e)
+		return p != nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	cpath, cdir := C.CString(abs), C.CString(dir)
-	defer C.free(unsafe.Pointer(cpath))
-	defer C.free(unsafe.Pointer(cdir))
-	e := newErrs()
-	defer C.free(unsafe.Pointer(e))
-	var doc C.xmlDocPtr
-	p := C.weir_compile_schema(cpath, cdir, &doc, e)
-	if p == nil {
-		ps := problems(e)
-		if len(ps) == 0 {
-			ps = []Problem{{Message: "the schema does not compile"}}
-		}
-		return nil, &Error{Op: "compile", Problems: ps}
 	}
 	s := &Schema{p: p}
 	type owned struct {
@@ -485,6 +473,38 @@ func CompileSchema(path string) (*Schema, error) {
 	}
 	runtime.AddCleanup(s, func(o owned) { C.weir_free_schema(o.s, o.d) }, owned{p, doc})
 	return s, nil
+}
+
+// compile runs the trusted compile of a file from the config: do gets the file's resolved path,
+// its directory (the only place the compile may load from) and the error collector, and reports
+// whether it succeeded.
+func compile(path, failed string, do func(cpath, cdir *C.char, e *C.weir_errs) bool) error {
+	if initErr != nil {
+		return initErr
+	}
+	abs, dir, err := trusted(path)
+	if err != nil {
+		return err
+	}
+	cpath, cdir := C.CString(abs), C.CString(dir)
+	defer C.free(unsafe.Pointer(cpath))
+	defer C.free(unsafe.Pointer(cdir))
+	e := newErrs()
+	defer C.free(unsafe.Pointer(e))
+	if !do(cpath, cdir, e) {
+		return errorOf("compile", e, failed)
+	}
+	return nil
+}
+
+// errorOf is the Error of a failed call with the problems it collected, or fallback when it
+// collected none.
+func errorOf(op string, e *C.weir_errs, fallback string) *Error {
+	ps := problems(e)
+	if len(ps) == 0 {
+		ps = []Problem{{Message: fallback}}
+	}
+	return &Error{Op: op, Problems: ps}
 }
 
 func trusted(path string) (abs, dir string, err error) {
@@ -506,11 +526,7 @@ func (s *Schema) Validate(d *Doc) error {
 	runtime.KeepAlive(s)
 	runtime.KeepAlive(d)
 	if rc != 0 {
-		ps := problems(e)
-		if len(ps) == 0 {
-			ps = []Problem{{Message: "the document is not valid"}}
-		}
-		return &Error{Op: "validate", Problems: ps}
+		return errorOf("validate", e, "the document is not valid")
 	}
 	return nil
 }
@@ -524,26 +540,14 @@ type Stylesheet struct {
 // CompileStylesheet compiles the stylesheet at path. It may include or import stylesheets below
 // its own directory, and nothing else; at run time it may load nothing at all.
 func CompileStylesheet(path string, limits Limits) (*Stylesheet, error) {
-	if initErr != nil {
-		return nil, initErr
-	}
 	limits.defaults()
-	abs, dir, err := trusted(path)
+	var p C.xsltStylesheetPtr
+	err := compile(path, "the stylesheet does not compile", func(cpath, cdir *C.char, e *C.weir_errs) bool {
+		p = C.weir_compile_xslt(cpath, cdir, e)
+		return p != nil
+	})
 	if err != nil {
 		return nil, err
-	}
-	cpath, cdir := C.CString(abs), C.CString(dir)
-	defer C.free(unsafe.Pointer(cpath))
-	defer C.free(unsafe.Pointer(cdir))
-	e := newErrs()
-	defer C.free(unsafe.Pointer(e))
-	p := C.weir_compile_xslt(cpath, cdir, e)
-	if p == nil {
-		ps := problems(e)
-		if len(ps) == 0 {
-			ps = []Problem{{Message: "the stylesheet does not compile"}}
-		}
-		return nil, &Error{Op: "compile", Problems: ps}
 	}
 	st := &Stylesheet{p: p, limits: limits}
 	runtime.AddCleanup(st, func(p C.xsltStylesheetPtr) { C.weir_free_xslt(p) }, p)
@@ -650,11 +654,7 @@ func (d *Doc) XPathString(expr string, maxOps uint64) (string, error) {
 	out := C.weir_xpath_string(d.p, cexpr, C.ulong(maxOps), e)
 	runtime.KeepAlive(d)
 	if out == nil {
-		ps := problems(e)
-		if len(ps) == 0 {
-			ps = []Problem{{Message: fmt.Sprintf("XPath %s did not give a string", expr)}}
-		}
-		return "", &Error{Op: "xpath", Problems: ps}
+		return "", errorOf("xpath", e, fmt.Sprintf("XPath %s did not give a string", expr))
 	}
 	defer C.weir_free(unsafe.Pointer(out))
 	return C.GoString((*C.char)(unsafe.Pointer(out))), nil
@@ -670,7 +670,7 @@ func CheckXPath(expr string) error {
 	e := newErrs()
 	defer C.free(unsafe.Pointer(e))
 	if C.weir_xpath_compiles(cexpr, e) == 0 {
-		return &Error{Op: "xpath", Problems: problems(e)}
+		return errorOf("xpath", e, fmt.Sprintf("XPath %s does not compile", expr))
 	}
 	return nil
 }
