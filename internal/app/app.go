@@ -39,6 +39,7 @@ import (
 	"github.com/weirhq/weir/internal/sink"
 	sqlsink "github.com/weirhq/weir/internal/sink/sql"
 	"github.com/weirhq/weir/internal/state"
+	"github.com/weirhq/weir/internal/workflow"
 )
 
 // Options are run-time choices that are not part of the config file.
@@ -51,6 +52,9 @@ type Options struct {
 	// HoldStages keeps the stages from consuming until StartStages is called, so that a
 	// benchmark can measure ingest alone and then the drain of the backlog.
 	HoldStages bool
+	// Failpoints kill the process at workflow step boundaries (crash tests only; see
+	// internal/workflow).
+	Failpoints string
 }
 
 // App is a running Weir.
@@ -92,13 +96,30 @@ type compiled struct {
 	clients []ingest.Client
 	steps   map[string]retry.Policy // process and persist schedule by type
 	deliver map[string]retry.Policy // by endpoint
+	flows   map[string]*workflow.Workflow // by message type
 }
 
 // compile turns the config's schemas, jq programs and tokens into their runtime forms,
 // reporting every problem.
 func compile(cfg *config.Config) (*compiled, error) {
 	var probs config.Problems
-	c := &compiled{routes: map[string]*pipeline.Route{}, steps: map[string]retry.Policy{}, deliver: map[string]retry.Policy{}}
+	c := &compiled{routes: map[string]*pipeline.Route{}, steps: map[string]retry.Policy{}, deliver: map[string]retry.Policy{},
+		flows: map[string]*workflow.Workflow{}}
+	flows := map[string]*workflow.Workflow{}
+	for i := range cfg.Workflows {
+		w := &cfg.Workflows[i]
+		wf, err := workflow.Compile(w, fmt.Sprintf("workflows[%d]", i), policy)
+		if err != nil {
+			var wp *config.Problems
+			if errors.As(err, &wp) {
+				probs.List = append(probs.List, wp.List...)
+			} else {
+				probs.Add(fmt.Sprintf("workflows[%d]", i), "%v", err)
+			}
+			continue
+		}
+		flows[w.Name] = wf
+	}
 	for i, t := range cfg.Types {
 		at := fmt.Sprintf("types[%d]", i)
 		it := ingest.Type{Name: t.Name, KeyPointer: t.Key, IDPointer: t.ID}
@@ -117,7 +138,12 @@ func compile(cfg *config.Config) (*compiled, error) {
 			}
 			it.XML = append(it.XML, xi)
 		}
-		route := &pipeline.Route{Persist: t.Pipeline.Sink != nil, Endpoints: t.Pipeline.Deliver}
+		route := &pipeline.Route{Persist: t.Pipeline.Sink != nil, Endpoints: t.Pipeline.Deliver, Workflow: t.Pipeline.Workflow != ""}
+		if wf := flows[t.Pipeline.Workflow]; wf != nil {
+			c.flows[t.Name] = wf
+			it.Expect = append(it.Expect, "workflow")
+			it.Workflow = true
+		}
 		for j, st := range t.Pipeline.Process {
 			q, err := format.CompileJQ(st.JQ)
 			if err != nil {
@@ -279,6 +305,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		t := pipeline.DeliverTopic(e.Name)
 		topics = append(topics, buffer.TopicConfig{Name: t, Partitions: rt.Partitions, Groups: []string{t}})
 	}
+	if len(c.flows) > 0 {
+		topics = append(topics, buffer.TopicConfig{Name: pipeline.TopicWorkflow, Partitions: rt.Partitions, Groups: []string{pipeline.TopicWorkflow}})
+	}
 	for _, t := range topics {
 		if err := a.buf.EnsureTopic(ctx, t); err != nil {
 			return nil, err
@@ -345,7 +374,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}
 
 	// Stages.
-	stage := func(name, topic string, workers, batch int, h runtime.Handler, st retry.Stage, pause runtime.Pauser) {
+	var stage stageFunc = func(name, topic string, workers, batch int, h runtime.Handler, st retry.Stage, pause runtime.Pauser) {
 		done := &atomic.Int64{}
 		a.finished[name] = done
 		st.Topic, st.Strict = topic, strict
@@ -390,6 +419,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 			h)
 	}
 
+	if len(c.flows) > 0 {
+		a.workflowStage(c.flows, stage)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -30,7 +30,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := logger(stderr, *level)
-	opts := app.Options{Logger: log, IngestAddr: *ingestAddr, AdminAddr: *adminAddr, AllowPrivate: *allowPrivate}
+	// WEIR_FAILPOINTS is for crash tests: it makes weir kill itself at a workflow step boundary.
+	opts := app.Options{Logger: log, IngestAddr: *ingestAddr, AdminAddr: *adminAddr, AllowPrivate: *allowPrivate,
+		Failpoints: os.Getenv("WEIR_FAILPOINTS")}
 
 	var cfg *config.Config
 	var err error

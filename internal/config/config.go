@@ -26,6 +26,8 @@ type Config struct {
 	Clients   []Client   `yaml:"clients"`
 	Types     []Type     `yaml:"types"`
 	Endpoints []Endpoint `yaml:"endpoints"`
+	// Workflows are sagas a message type can run (types[].pipeline.workflow).
+	Workflows []Workflow `yaml:"workflows"`
 	// DeadLetters configures the dead-letter store.
 	DeadLetters DeadLetters `yaml:"dead_letters"`
 
@@ -61,12 +63,14 @@ type Limits struct {
 
 // Runtime tunes the stage runtime.
 type Runtime struct {
-	Partitions      int      `yaml:"partitions"`
-	Workers         int      `yaml:"workers"`
-	DeliverWorkers  int      `yaml:"deliver_workers"`
-	Window          int      `yaml:"window"`
-	BatchSize       int      `yaml:"batch_size"`
-	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+	Partitions     int `yaml:"partitions"`
+	Workers        int `yaml:"workers"`
+	DeliverWorkers int `yaml:"deliver_workers"`
+	// WorkflowConcurrency bounds the workflow runs in flight at once (default 512).
+	WorkflowConcurrency int      `yaml:"workflow_concurrency"`
+	Window              int      `yaml:"window"`
+	BatchSize           int      `yaml:"batch_size"`
+	ShutdownTimeout     Duration `yaml:"shutdown_timeout"`
 }
 
 // Client is a partner allowed to send messages.
@@ -125,6 +129,8 @@ type Pipeline struct {
 	Process []Step   `yaml:"process"`
 	Sink    *Sink    `yaml:"sink"`
 	Deliver []string `yaml:"deliver"`
+	// Workflow names the workflow each message of the type runs (after the process steps).
+	Workflow string `yaml:"workflow"`
 	// Retry is the schedule of the process and persist steps for this type (default: 1s, 5s,
 	// 30s, 2m, 10m, 30m, 1h, 2h, 5h, 10h).
 	Retry *Retry `yaml:"retry"`

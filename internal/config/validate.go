@@ -73,6 +73,7 @@ func (c *Config) applyDefaults() {
 	setInt(&r.Partitions, 8)
 	setInt(&r.Workers, 4)
 	setInt(&r.DeliverWorkers, 64)
+	setInt(&r.WorkflowConcurrency, 512)
 	setInt(&r.Window, 4096)
 	setInt(&r.BatchSize, 256)
 	setDur(&r.ShutdownTimeout, 10*time.Second)
@@ -96,6 +97,9 @@ func (c *Config) applyDefaults() {
 	for i := range c.Endpoints {
 		setDur(&c.Endpoints[i].Timeout, 10*time.Second)
 		setInt(&c.Endpoints[i].Health.FailingAfter, 5)
+	}
+	for i := range c.Workflows {
+		c.Workflows[i].defaults()
 	}
 	setDur(&c.DeadLetters.Retention, 30*24*time.Hour)
 }
@@ -202,7 +206,7 @@ func (c *Config) validate(p *Problems) {
 	if r.Partitions < 1 || r.Partitions > 1024 {
 		p.Add("runtime.partitions", "must be between 1 and 1024, got %d", r.Partitions)
 	}
-	for name, v := range map[string]int{"workers": r.Workers, "deliver_workers": r.DeliverWorkers, "window": r.Window, "batch_size": r.BatchSize} {
+	for name, v := range map[string]int{"workers": r.Workers, "deliver_workers": r.DeliverWorkers, "workflow_concurrency": r.WorkflowConcurrency, "window": r.Window, "batch_size": r.BatchSize} {
 		if v < 1 {
 			p.Add("runtime."+name, "must be at least 1, got %d", v)
 		}
@@ -274,8 +278,11 @@ func (c *Config) validate(p *Problems) {
 		}
 		checkRetry(p, at+".pipeline.retry", t.Pipeline.Retry)
 		c.checkXML(p, at, &t)
-		if t.Pipeline.Sink == nil && len(t.Pipeline.Deliver) == 0 {
-			p.Add(at+".pipeline", "has neither a sink nor an endpoint to deliver to: messages would go nowhere")
+		if w := t.Pipeline.Workflow; w != "" && c.Workflow(w) == nil {
+			p.Add(at+".pipeline.workflow", "unknown workflow %q", w)
+		}
+		if t.Pipeline.Sink == nil && len(t.Pipeline.Deliver) == 0 && t.Pipeline.Workflow == "" {
+			p.Add(at+".pipeline", "has no sink, no endpoint to deliver to and no workflow: messages would go nowhere")
 		}
 	}
 
@@ -333,6 +340,7 @@ func (c *Config) validate(p *Problems) {
 			p.Add(at+".health.pause_after", "must not be negative")
 		}
 	}
+	c.checkWorkflows(p)
 	if n := c.DeadLetters.Notify; n != "" && c.Endpoint(n) == nil {
 		p.Add("dead_letters.notify", "unknown endpoint %q", n)
 	}

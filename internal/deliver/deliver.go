@@ -172,6 +172,13 @@ func New(cfg Config) *Client {
 	return c
 }
 
+// HTTPClient returns a client tuned like the webhook client (pooled keep-alive connections,
+// redirects never followed, proxies ignored), with the SSRF guard unless allowPrivate: for
+// workflow calls to services.
+func HTTPClient(maxIdlePerHost int, allowPrivate bool) *http.Client {
+	return newHTTPClient(Config{MaxIdleConnsPerHost: maxIdlePerHost}, !allowPrivate)
+}
+
 // newHTTPClient builds the tuned client. Proxies from the environment are ignored on purpose: a
 // proxy would make the dial guard judge the proxy's address instead of the partner's.
 func newHTTPClient(cfg Config, guard bool) *http.Client {

@@ -44,8 +44,11 @@ type Type struct {
 	Schema     *format.Schema // nil: any JSON document
 	KeyPointer string         // ordering key; empty: the message id
 	IDPointer  string         // message id; empty: Idempotency-Key header or a UUIDv7
-	// Expect lists the trail entries that mean "done": "persist" and "deliver:<endpoint>".
+	// Expect lists the trail entries that mean "done": "persist", "deliver:<endpoint>" and
+	// "workflow".
 	Expect []string
+	// Workflow is set when the type runs a workflow (GET /v1/workflows/{id} looks there).
+	Workflow bool
 	// XML lists the XML dialects the type accepts (none: JSON only).
 	XML []*XMLInput
 }
@@ -58,6 +61,7 @@ type Store interface {
 	Append(ctx context.Context, topic string, msgs []buffer.Message, accepts []state.Accept) error
 	Receipt(client, typ, id string) (state.Receipt, bool, error)
 	Trail(client, id string) ([]state.Event, error)
+	WorkflowRun(id string) (*state.Run, error)
 }
 
 // Config configures a Gateway.
@@ -145,6 +149,7 @@ func New(cfg Config, store Store) (*Gateway, error) {
 	g.mux.HandleFunc("POST /v1/messages/{type}/batch", g.handleBatch)
 	g.mux.HandleFunc("POST /v1/files", g.handleFiles)
 	g.mux.HandleFunc("GET /v1/messages/{id}", g.handleStatus)
+	g.mux.HandleFunc("GET /v1/workflows/{id}", g.handleWorkflow)
 	g.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	g.mux.HandleFunc("GET /readyz", g.handleReady)
 	g.ready.Store(true)
@@ -692,6 +697,12 @@ func (g *Gateway) overall(typ string, trail []state.Event) string {
 			done["persist"] = true
 		case state.StatusDelivered:
 			done["deliver:"+e.Endpoint] = true
+		case state.StatusWorkflowCompleted:
+			done["workflow"] = true
+		case state.StatusWorkflowFailed:
+			if worst == "" {
+				worst = state.StatusFailed
+			}
 		}
 	}
 	if worst != "" {
@@ -704,12 +715,51 @@ func (g *Gateway) overall(typ string, trail []state.Event) string {
 			all = all && done[want]
 			delivers = delivers || strings.HasPrefix(want, "deliver:")
 		}
-		if all {
-			if delivers {
-				return state.StatusDelivered
-			}
+		switch {
+		case all && delivers:
+			return state.StatusDelivered
+		case all && t.Workflow:
+			return state.StatusCompleted
+		case all:
 			return state.StatusPersisted
 		}
 	}
 	return trail[len(trail)-1].Status
+}
+
+// handleWorkflow answers GET /v1/workflows/{id}: the run of the sender's message id (or run
+// id) with each step's status, attempts, timings and last error. Another client's run is a 404,
+// the same as an unknown one.
+func (g *Gateway) handleWorkflow(w http.ResponseWriter, r *http.Request) {
+	c, p := g.authenticate(r)
+	if p != nil {
+		writeProblem(w, p)
+		return
+	}
+	id := r.PathValue("id")
+	var ids []string
+	if strings.HasPrefix(id, "wf_") {
+		ids = append(ids, id)
+	}
+	for typ := range c.Types {
+		if t := g.types[typ]; t != nil && t.Workflow {
+			ids = append(ids, state.RunID(c.ID, typ, id))
+		}
+	}
+	for _, rid := range ids {
+		run, err := g.store.WorkflowRun(rid)
+		if errors.Is(err, state.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			writeProblem(w, unavailable("the state store cannot be read"))
+			return
+		}
+		if run.Client != c.ID {
+			continue
+		}
+		writeJSON(w, http.StatusOK, run)
+		return
+	}
+	writeProblem(w, errNotFound)
 }

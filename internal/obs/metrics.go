@@ -20,6 +20,9 @@ type Metrics struct {
 	Dead      *prometheus.CounterVec   // messages dead-lettered, by stage and reason
 	Endpoint  *prometheus.GaugeVec     // endpoint health: 0 healthy, 1 failing, 2 paused
 	Streak    *prometheus.GaugeVec     // consecutive failed attempts, by endpoint
+	Runs      *prometheus.CounterVec   // workflow runs started and finished, by workflow and state
+	InFlight  *prometheus.GaugeVec     // workflow runs started and not finished, by workflow
+	StepDur   *prometheus.HistogramVec // workflow call latency, by workflow, step and outcome
 }
 
 // New registers Weir's metrics on a fresh registry.
@@ -35,7 +38,11 @@ func New() *Metrics {
 	m.Dead = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weir_dead_letters_total", Help: "Messages dead-lettered."}, []string{"stage", "reason"})
 	m.Endpoint = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "weir_endpoint_state", Help: "Endpoint health: 0 healthy, 1 failing, 2 paused."}, []string{"endpoint"})
 	m.Streak = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "weir_endpoint_consecutive_failures", Help: "Consecutive failed delivery attempts."}, []string{"endpoint"})
-	m.Registry.MustRegister(m.Accepted, m.Handled, m.Retries, m.HandleDur, m.Dead, m.Endpoint, m.Streak,
+	m.Runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weir_workflow_runs_total", Help: "Workflow runs by state reached: started, completed, failed (compensated), compensation_failed."}, []string{"workflow", "state"})
+	m.InFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "weir_workflow_runs_in_flight", Help: "Workflow runs started and not finished."}, []string{"workflow"})
+	m.StepDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "weir_workflow_call_seconds", Help: "Latency of workflow calls and compensations.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)}, []string{"workflow", "step", "outcome"})
+	m.Registry.MustRegister(m.Accepted, m.Handled, m.Retries, m.HandleDur, m.Dead, m.Endpoint, m.Streak, m.Runs, m.InFlight, m.StepDur,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -3,6 +3,7 @@
 //
 //	[process] jq steps, then route → [persist] SQL upsert
 //	                               → [deliver.<endpoint>] signed webhook, one topic per endpoint
+//	                               → [workflow] a saga (internal/workflow)
 //
 // Each handler records every success in the message's status trail. Handlers never block on a
 // failure: they return it, and internal/retry schedules the next attempt or dead-letters it.
@@ -17,8 +18,9 @@ import (
 
 // Topic names.
 const (
-	TopicProcess = "process"
-	TopicPersist = "persist"
+	TopicProcess  = "process"
+	TopicPersist  = "persist"
+	TopicWorkflow = "workflow"
 )
 
 // DeliverTopic is the topic (and consumer group) of one partner endpoint, so that a slow or
@@ -32,9 +34,10 @@ type Recorder interface {
 
 // Stage names in status trails.
 const (
-	StageProcess = "process"
-	StagePersist = "persist"
-	StageDeliver = "deliver"
+	StageProcess  = "process"
+	StagePersist  = "persist"
+	StageDeliver  = "deliver"
+	StageWorkflow = "workflow"
 )
 
 // event builds a status event for m.

@@ -18,6 +18,7 @@ type Route struct {
 	Steps     []*format.JQ
 	Persist   bool
 	Endpoints []string
+	Workflow  bool // the type runs a workflow: on to the workflow topic
 }
 
 // Process returns the process stage's handler: it runs each message's steps and appends the
@@ -56,6 +57,9 @@ func Process(log buffer.Buffer, rec Recorder, routes map[string]*Route) func(con
 			m.Attempt, m.FailedAt, m.Released = 0, time.Time{}, false
 			if route.Persist {
 				out[TopicPersist] = append(out[TopicPersist], buffer.Message{Key: []byte(m.Key), Value: m.Encode()})
+			}
+			if route.Workflow {
+				out[TopicWorkflow] = append(out[TopicWorkflow], buffer.Message{Key: []byte(m.Key), Value: m.Encode()})
 			}
 			for _, ep := range route.Endpoints {
 				d := m

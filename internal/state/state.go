@@ -156,6 +156,9 @@ func (s *Store) ExpireReceipts(cutoff time.Time) (int, error) {
 				b.DeleteRange(p, append(bytes.Clone(p[:len(p)-1]), 1), nil)
 				m := markPrefix(string(client), string(typ), string(id))
 				b.DeleteRange(m, append(bytes.Clone(m[:len(m)-1]), 1), nil)
+				if err := s.deleteRun(b, RunID(string(client), string(typ), string(id))); err != nil {
+					return 0, err
+				}
 			}
 		}
 		n++
@@ -189,6 +192,11 @@ const (
 	StatusFailed    = "failed"
 	StatusDead      = "dead_lettered"
 	StatusReplayed  = "replayed"
+	// A message type's workflow: its overall outcome (each step's is in the run).
+	StatusCompleted                  = "completed"
+	StatusWorkflowCompleted          = "workflow_" + RunCompleted
+	StatusWorkflowFailed             = "workflow_" + RunFailed
+	StatusWorkflowCompensationFailed = "workflow_" + RunCompensationFailed
 )
 
 // Event is one step of a message's status trail: one per attempt of each stage and endpoint,

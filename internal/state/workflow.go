@@ -1,0 +1,270 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/weirhq/weir/internal/buffer"
+	"github.com/weirhq/weir/internal/buffer/embedded"
+)
+
+// Key prefixes of workflow runs.
+const (
+	prefixRun      = "w/" // w/<run id>: the run as JSON
+	prefixRunState = "v/" // v/<state>\0<started unix ns, BE u64><run id>: runs by state, oldest first
+)
+
+// Run states.
+const (
+	RunRunning            = "running"             // steps are being called
+	RunCompensating       = "compensating"        // a step failed for good: undoing the completed ones
+	RunCompleted          = "completed"           // every step succeeded (or was skipped)
+	RunFailed             = "failed"              // failed, and every completed step was compensated
+	RunCompensationFailed = "compensation_failed" // failed, and a compensation could not succeed: see the dead letters
+)
+
+// RunStates lists the run states, in-flight ones first.
+var RunStates = []string{RunRunning, RunCompensating, RunCompleted, RunFailed, RunCompensationFailed}
+
+// Finished reports whether a run in this state will not call anything again (short of a replay).
+func Finished(state string) bool {
+	return state == RunCompleted || state == RunFailed || state == RunCompensationFailed
+}
+
+// Step statuses.
+const (
+	StepPending   = "pending"
+	StepSucceeded = "succeeded"
+	StepSkipped   = "skipped" // its condition was false
+	StepRetrying  = "retrying"
+	StepFailed    = "failed"
+	// Compensation statuses.
+	StepCompensated        = "compensated"
+	StepCompensationFailed = "compensation_failed"
+)
+
+// Run is one execution of a workflow for one message: what each step did so far. It is saved
+// after every step outcome, so a restarted Weir resumes it from there.
+type Run struct {
+	ID         string    `json:"id"`
+	Workflow   string    `json:"workflow"`
+	Client     string    `json:"client"`
+	Type       string    `json:"type"`
+	MessageID  string    `json:"message_id"`
+	Key        string    `json:"key,omitempty"`
+	ReceivedAt time.Time `json:"received_at"`
+	State      string    `json:"state"`
+	Reason     string    `json:"reason,omitempty"` // why it failed
+	StartedAt  time.Time `json:"started_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	FinishedAt time.Time `json:"finished_at,omitzero"`
+	Deadline   time.Time `json:"deadline"`
+	Steps      []StepRun `json:"steps"`
+
+	saved string // the state last saved (for the state index)
+}
+
+// StepRun is what one step of a run did.
+type StepRun struct {
+	Name       string          `json:"name"`
+	Status     string          `json:"status"`
+	Attempts   int             `json:"attempts,omitempty"`
+	StartedAt  time.Time       `json:"started_at,omitzero"`
+	FinishedAt time.Time       `json:"finished_at,omitzero"`
+	FailedAt   time.Time       `json:"first_failed_at,omitzero"` // first failure (for max_age)
+	Code       int             `json:"status_code,omitempty"`
+	Error      string          `json:"error,omitempty"`
+	Response   json.RawMessage `json:"response,omitempty"` // the answer's JSON body, for later templates
+	// Compensation is set once the step has to be undone.
+	Compensation *Compensation `json:"compensation,omitempty"`
+}
+
+// Compensation is what the compensating call of a step did.
+type Compensation struct {
+	Status   string    `json:"status"` // pending, retrying, compensated, compensation_failed
+	Attempts int       `json:"attempts,omitempty"`
+	At       time.Time `json:"at,omitzero"`
+	FailedAt time.Time `json:"first_failed_at,omitzero"`
+	Code     int       `json:"status_code,omitempty"`
+	Error    string    `json:"error,omitempty"`
+	Letter   string    `json:"dead_letter,omitempty"`
+}
+
+// RunID is the id of the run of (client, type, message id): stable, so a redelivered message
+// finds its run, and different for two clients using the same message id.
+func RunID(client, typ, id string) string {
+	h := sha256.New()
+	h.Write([]byte(client))
+	h.Write([]byte{0})
+	h.Write([]byte(typ))
+	h.Write([]byte{0})
+	h.Write([]byte(id))
+	return "wf_" + hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+func runKey(id string) []byte { return append([]byte(prefixRun), id...) }
+
+func runStateKey(state string, started time.Time, id string) []byte {
+	k := make([]byte, 0, len(prefixRunState)+len(state)+9+len(id))
+	k = append(k, prefixRunState...)
+	k = append(k, state...)
+	k = append(k, 0)
+	k = binary.BigEndian.AppendUint64(k, uint64(started.UnixNano()))
+	return append(k, id...)
+}
+
+// WorkflowRun returns the run with the given id.
+func (s *Store) WorkflowRun(id string) (*Run, error) {
+	v, closer, err := s.db.Get(runKey(id))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	defer closer.Close()
+	r := &Run{}
+	if err := json.Unmarshal(v, r); err != nil {
+		return nil, fmt.Errorf("state: workflow run %s is corrupt: %w", id, err)
+	}
+	r.saved = r.State
+	return r, nil
+}
+
+func (s *Store) runKVs(r *Run, events []Event) ([]embedded.KV, error) {
+	v, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("state: %w", err)
+	}
+	kvs := []embedded.KV{{Key: runKey(r.ID), Value: v}}
+	if r.saved != r.State {
+		if r.saved != "" {
+			kvs = append(kvs, embedded.KV{Key: runStateKey(r.saved, r.StartedAt, r.ID), Delete: true})
+		}
+		kvs = append(kvs, embedded.KV{Key: runStateKey(r.State, r.StartedAt, r.ID), Value: []byte{}})
+	}
+	for _, e := range events {
+		k, v, err := eventKV(e)
+		if err != nil {
+			return nil, err
+		}
+		kvs = append(kvs, embedded.KV{Key: k, Value: v})
+	}
+	return kvs, nil
+}
+
+// SaveRun writes r (with status events of its message); with sync it is on disk when SaveRun returns (a step's outcome), without it
+// the next synced write of the log carries it.
+func (s *Store) SaveRun(r *Run, sync bool, events ...Event) error {
+	kvs, err := s.runKVs(r, events)
+	if err != nil {
+		return err
+	}
+	if err := s.apply(kvs, sync); err != nil {
+		return err
+	}
+	r.saved = r.State
+	return nil
+}
+
+// SaveRunWith writes r and appends msgs to topic in one fsync'd batch: a finished run and the
+// event announcing it are never one without the other.
+func (s *Store) SaveRunWith(ctx context.Context, r *Run, topic string, msgs []buffer.Message, events ...Event) error {
+	kvs, err := s.runKVs(r, events)
+	if err != nil {
+		return err
+	}
+	if err := s.owner.AppendWith(ctx, topic, msgs, kvs); err != nil {
+		return fmt.Errorf("state: %w", err)
+	}
+	r.saved = r.State
+	return nil
+}
+
+// RunFilter selects workflow runs.
+type RunFilter struct {
+	State    string // required: runs are listed by state
+	Workflow string
+	Type     string
+	Client   string
+	Limit    int    // default 100
+	After    string // the Next of the previous page
+}
+
+// Runs lists runs in a state, oldest first, and the cursor of the next page ("" at the end).
+func (s *Store) Runs(f RunFilter) ([]Run, string, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	lower := runStateKey(f.State, time.Time{}, "")
+	lower = lower[:len(lower)-8]
+	upper := append(bytes.Clone(lower[:len(lower)-1]), 1)
+	if f.After != "" {
+		after, err := hex.DecodeString(f.After)
+		if err != nil || !bytes.HasPrefix(after, lower) {
+			return nil, "", fmt.Errorf("state: bad cursor %q", f.After)
+		}
+		lower = append(after, 0)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, "", fmt.Errorf("state: %w", err)
+	}
+	defer it.Close()
+	var out []Run
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		id := string(k[len(prefixRunState)+len(f.State)+9:])
+		r, err := s.WorkflowRun(id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		if (f.Workflow != "" && r.Workflow != f.Workflow) || (f.Type != "" && r.Type != f.Type) || (f.Client != "" && r.Client != f.Client) {
+			continue
+		}
+		out = append(out, *r)
+		if len(out) == f.Limit {
+			return out, hex.EncodeToString(k), nil
+		}
+	}
+	if err := it.Error(); err != nil {
+		return nil, "", fmt.Errorf("state: %w", err)
+	}
+	return out, "", nil
+}
+
+// CountRuns returns how many runs are in a state.
+func (s *Store) CountRuns(state string) (int, error) {
+	lower := runStateKey(state, time.Time{}, "")
+	lower = lower[:len(lower)-8]
+	return s.count(string(lower), string(append(bytes.Clone(lower[:len(lower)-1]), 1)))
+}
+
+// deleteRun removes a finished run (with its receipt's expiry); a run still in flight stays.
+func (s *Store) deleteRun(b *pebble.Batch, id string) error {
+	r, err := s.WorkflowRun(id)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !Finished(r.State) {
+		return nil
+	}
+	b.Delete(runKey(id), nil)
+	b.Delete(runStateKey(r.State, r.StartedAt, id), nil)
+	return nil
+}
