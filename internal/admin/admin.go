@@ -1,5 +1,5 @@
 // Package admin is Weir's operator API on the admin listener: dead letters (list, show, replay,
-// discard) and endpoint health (list, pause, resume). The `weir dlq` and `weir endpoints`
+// discard), endpoint health (list, pause, resume) and workflow runs (list by state, show). The `weir dlq` and `weir endpoints`
 // commands are its clients.
 package admin
 
@@ -39,6 +39,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/admin/endpoints", a.endpoints)
 	mux.HandleFunc("POST /v1/admin/endpoints/{name}/pause", a.pause)
 	mux.HandleFunc("POST /v1/admin/endpoints/{name}/resume", a.resume)
+	mux.HandleFunc("GET /v1/admin/workflows", a.workflows)
+	mux.HandleFunc("GET /v1/admin/workflows/{id}", a.workflowRun)
 }
 
 // Filter parses the dead-letter filters of a query: type, client, endpoint, stage, reason, since
