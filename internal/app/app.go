@@ -108,7 +108,7 @@ func compile(cfg *config.Config) (*compiled, error) {
 	flows := map[string]*workflow.Workflow{}
 	for i := range cfg.Workflows {
 		w := &cfg.Workflows[i]
-		wf, err := workflow.Compile(w, fmt.Sprintf("workflows[%d]", i), policy)
+		wf, err := workflow.Compile(w, fmt.Sprintf("workflows[%d]", i))
 		if err != nil {
 			var wp *config.Problems
 			if errors.As(err, &wp) {
@@ -160,7 +160,7 @@ func compile(cfg *config.Config) (*compiled, error) {
 		}
 		c.types = append(c.types, it)
 		c.routes[t.Name] = route
-		c.steps[t.Name] = policy(t.Pipeline.Retry, retry.StepPolicy())
+		c.steps[t.Name] = retry.Configured(t.Pipeline.Retry, retry.StepPolicy())
 	}
 	for _, cl := range cfg.Clients {
 		ic := ingest.Client{ID: cl.ID, Types: map[string]bool{}}
@@ -179,7 +179,7 @@ func compile(cfg *config.Config) (*compiled, error) {
 		if _, err := endpoint(&e); err != nil {
 			probs.Add(fmt.Sprintf("endpoints[%d]", i), "%v", err)
 		}
-		c.deliver[e.Name] = policy(e.Retry, retry.DeliverPolicy())
+		c.deliver[e.Name] = retry.Configured(e.Retry, retry.DeliverPolicy())
 	}
 	return c, probs.Err()
 }
@@ -221,21 +221,6 @@ func xmlInput(cfg *config.Config, x *config.XMLInput) (*ingest.XMLInput, error) 
 		}
 	}
 	return xi, nil
-}
-
-// policy turns a configured schedule into a retry policy; def applies when none is configured.
-func policy(r *config.Retry, def retry.Policy) retry.Policy {
-	if r == nil {
-		return def
-	}
-	p := retry.Policy{Jitter: 0.1, MaxAttempts: r.MaxAttempts, MaxAge: r.MaxAge.D()}
-	for _, d := range r.Schedule {
-		p.Schedule = append(p.Schedule, d.D())
-	}
-	if r.Jitter != nil {
-		p.Jitter = *r.Jitter
-	}
-	return p
 }
 
 func endpoint(e *config.Endpoint) (*deliver.Endpoint, error) {

@@ -5,6 +5,8 @@
 package retry
 
 import (
+	"github.com/weirhq/weir/internal/config"
+
 	"fmt"
 	"time"
 
@@ -86,4 +88,19 @@ func (p Policy) Next(failed int, first, now time.Time, err error, rnd func() flo
 		return 0, false
 	}
 	return d, true
+}
+
+// Configured turns a configured schedule into a policy; def applies when none is configured.
+func Configured(r *config.Retry, def Policy) Policy {
+	if r == nil {
+		return def
+	}
+	p := Policy{Jitter: 0.1, MaxAttempts: r.MaxAttempts, MaxAge: r.MaxAge.D()}
+	for _, d := range r.Schedule {
+		p.Schedule = append(p.Schedule, d.D())
+	}
+	if r.Jitter != nil {
+		p.Jitter = *r.Jitter
+	}
+	return p
 }

@@ -80,11 +80,11 @@ func StagePolicy() retry.Policy {
 
 // Compile turns a checked workflow config into its runtime form, reporting every template that
 // does not compile and every reference to a step that does not run before the one using it.
-func Compile(w *config.Workflow, at string, policy func(*config.Retry, retry.Policy) retry.Policy) (*Workflow, error) {
+func Compile(w *config.Workflow, at string) (*Workflow, error) {
 	var probs config.Problems
 	wf := &Workflow{Name: w.Name, Timeout: w.Timeout.D(), Notify: w.Notify, AllowPrivate: w.AllowPrivate == nil || *w.AllowPrivate}
-	stepPolicy := policy(w.Retry, defaultStepPolicy())
-	compPolicy := policy(w.CompensationRetry, defaultCompensationPolicy())
+	stepPolicy := retry.Configured(w.Retry, defaultStepPolicy())
+	compPolicy := retry.Configured(w.CompensationRetry, defaultCompensationPolicy())
 	// group of each step name, to check that templates only read steps that ran before.
 	groupOf := map[string]int{}
 	for g, gs := range w.Steps {
@@ -102,7 +102,7 @@ func Compile(w *config.Workflow, at string, policy func(*config.Retry, retry.Pol
 			st := &Step{Name: s.Name, Index: wf.steps, Policy: stepPolicy, CompPolicy: compPolicy}
 			wf.steps++
 			if s.Retry != nil {
-				st.Policy = policy(s.Retry, stepPolicy)
+				st.Policy = retry.Configured(s.Retry, stepPolicy)
 			}
 			refs := func(where, src string, own bool) {
 				for _, name := range references(src) {
