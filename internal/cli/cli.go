@@ -33,6 +33,8 @@ Usage:
                                   endpoint health (see weir endpoints)
   weir bench [flags]              load-test an ingest endpoint (see weir bench -h)
   weir demo-partner [--addr ADDR] a partner endpoint that verifies and logs webhooks
+  weir demo-services [--addr ADDR] [--transient F] [--permanent F] [--latency MIN-MAX]
+                                  the Drone Delivery services a workflow calls (examples/drone-delivery)
   weir hash-token TOKEN           print the token_hash of a client or admin token
   weir version                    print the version
 `
@@ -64,6 +66,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = runBench(ctx, args[1:], stdout, stderr)
 	case "demo-partner":
 		err = demoPartner(ctx, args[1:], stdout, stderr)
+	case "demo-services":
+		err = demoServices(ctx, args[1:], stdout, stderr)
 	case "hash-token":
 		if len(args) != 2 {
 			fmt.Fprintln(stderr, "usage: weir hash-token TOKEN")

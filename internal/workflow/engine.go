@@ -499,7 +499,7 @@ func (x *exec) compensate(ctx context.Context) error {
 
 // event is the status-trail event of a finished run.
 func (x *exec) event(status, reason string) state.Event {
-	return state.Event{Client: x.msg.Client, ID: x.msg.ID, Type: x.msg.Type, Stage: "workflow", Endpoint: x.wf.Name,
+	return state.Event{Client: x.msg.Client, ID: x.msg.ID, Type: x.msg.Type, Stage: "workflow",
 		Status: "workflow_" + status, Reason: reason, At: x.e.cfg.Clock().UTC()}
 }
 
