@@ -1,0 +1,185 @@
+package app_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weirhq/weir/internal/app"
+	"github.com/weirhq/weir/internal/drone"
+	"github.com/weirhq/weir/internal/state"
+)
+
+const droneExample = "../../examples/drone-delivery"
+
+// startDroneExample runs weir on examples/drone-delivery/weir.yaml against the demo services,
+// with the example's retry schedules shortened (so that a test does not wait minutes for a
+// step that failed four times in a row) and a second client for the isolation checks.
+func startDroneExample(t *testing.T, svc *drone.Services) *harness {
+	t.Helper()
+	srv := httptest.NewServer(svc)
+	t.Cleanup(srv.Close)
+	t.Setenv("DRONE_SERVICES", srv.URL)
+	t.Setenv("WEIR_DATA_DIR", t.TempDir())
+	cfg, err := os.ReadFile(filepath.Join(droneExample, "weir.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(cfg)
+	for old, repl := range map[string]string{
+		"retry: {schedule: [50ms, 200ms, 1s, 5s, 30s, 2m]}":          "retry: {schedule: [10ms, 20ms, 50ms, 100ms, 200ms, 500ms]}",
+		"compensation_retry: {schedule: [1s, 5s, 30s, 2m, 10m, 1h]}": "compensation_retry: {schedule: [10ms, 20ms, 50ms, 100ms, 200ms, 500ms]}",
+		"    types: [delivery]\n": fmt.Sprintf("    types: [delivery]\n  - id: other\n    token_hash: %s\n    types: [delivery]\n", app.HashToken("other-token")),
+	} {
+		if !strings.Contains(text, old) {
+			t.Fatalf("the example no longer has %q", old)
+		}
+		text = strings.Replace(text, old, repl, 1)
+	}
+	dir := t.TempDir()
+	schema, err := os.ReadFile(filepath.Join(droneExample, "delivery.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "delivery.schema.json"), schema, 0o600)
+	os.WriteFile(filepath.Join(dir, "weir.yaml"), []byte(text), 0o600)
+	return launch(t, filepath.Join(dir, "weir.yaml"), nil)
+}
+
+func delivery(id, customer string) string {
+	return fmt.Sprintf(`{"id":%q,"customer":%q,"pickup":"12 Harbour St","dropoff":"7 Hill Rd","size":"small","weight":2.5}`, id, customer)
+}
+
+// runCounts reads the number of runs in each state from the admin API.
+func (h *harness) runCounts() map[string]int {
+	h.t.Helper()
+	a := h.admin().do("GET", "/v1/admin/workflows?limit=1", "", "", "", nil)
+	if a.code != 200 {
+		h.t.Fatalf("workflows: %d %s", a.code, a.raw)
+	}
+	var page struct {
+		Counts map[string]int `json:"counts"`
+	}
+	if err := json.Unmarshal([]byte(a.raw), &page); err != nil {
+		h.t.Fatal(err)
+	}
+	return page.Counts
+}
+
+// waitRuns waits until n runs finished and none is in flight.
+func (h *harness) waitRuns(n int, within time.Duration) map[string]int {
+	h.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		c := h.runCounts()
+		if c[state.RunRunning]+c[state.RunCompensating] == 0 && c[state.RunCompleted]+c[state.RunFailed]+c[state.RunCompensationFailed] == n {
+			return c
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("runs after %s: %v (want %d finished, none in flight)", within, c, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// 10,000 delivery requests against services with 5% transient and 1% permanent failures: each
+// ends completed with each of its effects exactly once, or failed with every completed step
+// compensated exactly once, in reverse order; nothing is left in flight.
+func TestDroneDeliveryTenThousandRequests(t *testing.T) {
+	n := 10_000
+	if testing.Short() {
+		n = 1_000
+	}
+	svc := drone.New(drone.Config{MaxLatency: 2 * time.Millisecond, Transient: 0.05, Permanent: 0.01, Seed: 20261122})
+	h := startDroneExample(t, svc)
+	ids := make([]string, n)
+	const batch = 500
+	for i := 0; i < n; i += batch {
+		var lines []string
+		for j := i; j < min(i+batch, n); j++ {
+			ids[j] = fmt.Sprintf("d-%05d", j)
+			lines = append(lines, delivery(ids[j], fmt.Sprintf("c-%d", j%400)))
+		}
+		a := h.do("POST", "/v1/messages/delivery/batch", "drone-app", "drone-token", "application/x-ndjson", []byte(strings.Join(lines, "\n")))
+		if a.code != 202 || a.body["accepted"] != float64(len(lines)) {
+			t.Fatalf("batch at %d: %d %s", i, a.code, a.raw)
+		}
+	}
+	counts := h.waitRuns(n, 5*time.Minute)
+
+	outcomes := map[drone.Outcome]int{}
+	var broken []string
+	for _, id := range ids {
+		rid := state.RunID("drone-app", "delivery", id)
+		o, why := svc.Check(rid)
+		outcomes[o]++
+		if o == drone.Broken && len(broken) < 10 {
+			broken = append(broken, id+": "+why)
+		}
+	}
+	snap := svc.Snapshot()
+	t.Logf("runs %v; services: %d completed, %d compensated, %d broken; %d effects, calls %v, %d refused",
+		counts, outcomes[drone.Completed], outcomes[drone.Compensated], outcomes[drone.Broken], len(snap.Effects), snap.Calls, len(snap.Refused))
+	if len(broken) > 0 {
+		t.Fatalf("%d requests broken, e.g.:\n%s", outcomes[drone.Broken], strings.Join(broken, "\n"))
+	}
+	if outcomes[drone.Completed] != counts[state.RunCompleted] || outcomes[drone.Compensated] != counts[state.RunFailed] || counts[state.RunCompensationFailed] != 0 {
+		t.Fatalf("weir's runs %v disagree with the services' effects %v", counts, outcomes)
+	}
+	if snap.Conflicts != 0 {
+		t.Fatalf("%d calls changed their Idempotency-Key between attempts", snap.Conflicts)
+	}
+	// The permanent failures are about 1% of the requests; each made its run fail.
+	if f := counts[state.RunFailed]; f != len(snap.Refused) || f < n/200 || f > n/50 {
+		t.Fatalf("%d failed runs for %d refusals (about %d expected)", f, len(snap.Refused), n/100)
+	}
+	if snap.Calls["account"] <= n {
+		t.Fatalf("no transient failure was retried: %v", snap.Calls)
+	}
+}
+
+// The owner reads its run by message id; another client gets the same 404 as for an unknown id.
+func TestWorkflowStatusIsOwnerOnly(t *testing.T) {
+	svc := drone.New(drone.Config{})
+	h := startDroneExample(t, svc)
+	if a := h.do("POST", "/v1/messages/delivery", "drone-app", "drone-token", "application/json", []byte(delivery("w-1", "c-1"))); a.code != 202 {
+		t.Fatalf("post: %d %s", a.code, a.raw)
+	}
+	h.waitRuns(1, 30*time.Second)
+	a := h.do("GET", "/v1/workflows/w-1", "drone-app", "drone-token", "", nil)
+	if a.code != 200 || a.body["state"] != state.RunCompleted || a.body["id"] != state.RunID("drone-app", "delivery", "w-1") {
+		t.Fatalf("owner: %d %s", a.code, a.raw)
+	}
+	steps, _ := a.body["steps"].([]any)
+	if len(steps) != 5 {
+		t.Fatalf("steps: %s", a.raw)
+	}
+	for _, s := range steps {
+		st := s.(map[string]any)
+		if st["status"] != state.StepSucceeded || st["attempts"] != float64(1) || st["started_at"] == nil || st["finished_at"] == nil {
+			t.Fatalf("step %v", st)
+		}
+	}
+	if a := h.do("GET", "/v1/workflows/"+state.RunID("drone-app", "delivery", "w-1"), "drone-app", "drone-token", "", nil); a.code != 200 {
+		t.Fatalf("by run id: %d", a.code)
+	}
+	other := h.do("GET", "/v1/workflows/w-1", "other", "other-token", "", nil)
+	unknown := h.do("GET", "/v1/workflows/nope", "other", "other-token", "", nil)
+	if other.code != 404 || unknown.code != 404 || other.raw != unknown.raw {
+		t.Fatalf("another client: %d %s; unknown: %d %s", other.code, other.raw, unknown.code, unknown.raw)
+	}
+	if a := h.do("GET", "/v1/workflows/"+state.RunID("drone-app", "delivery", "w-1"), "other", "other-token", "", nil); a.code != 404 {
+		t.Fatalf("another client by run id: %d", a.code)
+	}
+	if a := h.do("GET", "/v1/messages/w-1", "drone-app", "drone-token", "", nil); a.body["status"] != state.StatusCompleted {
+		t.Fatalf("message status: %s", a.raw)
+	}
+	if a := h.admin().do("GET", "/v1/admin/workflows/"+state.RunID("drone-app", "delivery", "w-1"), "", "", "", nil); a.code != 200 || a.body["message_id"] != "w-1" {
+		t.Fatalf("admin: %d %s", a.code, a.raw)
+	}
+}
