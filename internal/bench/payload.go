@@ -151,7 +151,14 @@ func newGenerator(template []byte, seed int64, keys int) (*generator, error) {
 	if len(doc) == 0 || doc[0] != '{' {
 		return nil, errors.New("payload must be a JSON object")
 	}
-	spans, err := findScalars(doc, idPath, keyPath)
+	kp := keyPath
+	var top struct{ Customer any }
+	if json.Unmarshal(doc, &top) == nil {
+		if _, ok := top.Customer.(string); ok {
+			kp = "customer" // a customer id in place of a customer object (the drone delivery request)
+		}
+	}
+	spans, err := findScalars(doc, idPath, kp)
 	if err != nil {
 		return nil, fmt.Errorf("payload: %w", err)
 	}
@@ -161,7 +168,7 @@ func newGenerator(template []byte, seed int64, keys int) (*generator, error) {
 			ins = append(ins, ',')
 		}
 		doc = append(ins, doc[1:]...)
-		if spans, err = findScalars(doc, idPath, keyPath); err != nil {
+		if spans, err = findScalars(doc, idPath, kp); err != nil {
 			return nil, fmt.Errorf("payload: %w", err)
 		}
 	}

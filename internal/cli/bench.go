@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	dronedelivery "github.com/weirhq/weir/examples/drone-delivery"
 	"github.com/weirhq/weir/examples/quickstart"
 	"github.com/weirhq/weir/internal/app"
 	"github.com/weirhq/weir/internal/bench"
@@ -37,6 +38,10 @@ const benchHelp = `Posts messages to an ingest endpoint and reports throughput a
   weir bench --self --poison 0.01   mark 1% of the messages as poison: the demo partner answers
                                     500 to them every time, so they end as dead letters after a
                                     short retry schedule (--retry-schedule, default 200ms,500ms,1s)
+
+  weir bench --workflow             run the Drone Delivery example's five-step workflow in-process
+                                    against the demo services (--service-latency 5ms-20ms) and
+                                    report completed workflows/s and ingest → finished latency
 
 With --self the demo partner is the bench's own (the same verifying receiver): it also records
 each good message's end-to-end latency, from weir's ingest (the ingested_at the quickstart
@@ -72,6 +77,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&cfg.Poison, "poison", 0, "fraction (0..1) of messages marked as poison; with --self the demo partner refuses them (500) until they are dead letters")
 	fs.Int64Var(&cfg.Messages, "messages", 0, "stop after sending this many messages (0: run for -d)")
 	retrySchedule := fs.String("retry-schedule", "", "with --self: the demo endpoint's delivery retry schedule, comma-separated delays with no jitter (e.g. 200ms,500ms,1s); default with --poison: "+defaultPoisonSchedule)
+	flow := fs.Bool("workflow", false, "run the Drone Delivery workflow example in-process against the demo services (implies the delivery type and client)")
+	var fo flowOptions
+	fs.StringVar(&fo.latency, "service-latency", "5ms-20ms", "with --workflow: latency of each demo service call")
+	fs.Float64Var(&fo.transient, "service-transient", 0, "with --workflow: fraction of service calls answered 503")
+	fs.Float64Var(&fo.permanent, "service-permanent", 0, "with --workflow: fraction of requests a service refuses for good")
 	jsonOut := fs.String("json", "", "write the report(s) as JSON to this file")
 	cpuProfile := fs.String("cpuprofile", "", "with --self: write a CPU profile of the weir run (generator included) to this file")
 	if err := fs.Parse(args); err != nil {
@@ -118,7 +128,21 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var a *app.App
 	var sp *selfPartner
 	var stopSelf func() error
-	if *self {
+	if *flow {
+		if *payload == "" {
+			b, err := dronedelivery.Files.ReadFile("delivery.json")
+			if err != nil {
+				return err
+			}
+			cfg.Payload = b
+		}
+		cfg.Type, cfg.Client, cfg.Token = "delivery", "drone-app", "drone-token"
+		var err error
+		if a, stopSelf, err = startFlow(ctx, fo, stderr); err != nil {
+			return err
+		}
+		cfg.URL = "http://" + a.IngestAddr()
+	} else if *self {
 		var err error
 		a, sp, stopSelf, err = startSelf(ctx, *selfConfig, so, stderr)
 		if err != nil {
@@ -152,7 +176,21 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if c, ok := out["ceiling"].(*bench.Report); ok {
 		fmt.Fprintln(stdout, bench.Compare(rep, c))
 	}
-	if a != nil {
+	if a != nil && *flow {
+		f, err := waitFlows(ctx, a, rep.Started, stdout)
+		if err != nil {
+			stopSelf()
+			return err
+		}
+		out["workflows"] = f
+		if cpu := cpuUse(cpu0, cpu1, cpuNow(), rep.Messages, f.Accepted); cpu != nil {
+			cpu.WriteText(stdout)
+			out["cpu"] = cpu
+		}
+		if err := stopSelf(); err != nil {
+			return err
+		}
+	} else if a != nil {
 		from := rep.Started
 		if *hold {
 			from = time.Now()

@@ -1,0 +1,168 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	dronedelivery "github.com/weirhq/weir/examples/drone-delivery"
+	"github.com/weirhq/weir/internal/app"
+	"github.com/weirhq/weir/internal/bench"
+	"github.com/weirhq/weir/internal/config"
+	"github.com/weirhq/weir/internal/drone"
+	"github.com/weirhq/weir/internal/state"
+)
+
+// flowOptions are the --workflow choices: the demo services' behaviour.
+type flowOptions struct {
+	latency              string
+	transient, permanent float64
+}
+
+// startFlow runs weir in-process on the Drone Delivery example (fresh data dir) against the
+// demo services, served in-process too.
+func startFlow(ctx context.Context, fo flowOptions, stderr io.Writer) (*app.App, func() error, error) {
+	dcfg := drone.Config{Transient: fo.transient, Permanent: fo.permanent, Seed: 1}
+	if fo.latency != "" {
+		var err error
+		if dcfg.MinLatency, dcfg.MaxLatency, err = parseLatency(fo.latency); err != nil {
+			return nil, nil, usageError{fmt.Errorf("--service-latency: %w", err)}
+		}
+	}
+	if err := dcfg.Validate(); err != nil {
+		return nil, nil, usageError{err}
+	}
+	dir, err := os.MkdirTemp("", "weir-bench-*")
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*app.App, func() error, error) {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail(err)
+	}
+	svc := &http.Server{Handler: drone.New(dcfg), ReadHeaderTimeout: 5 * time.Second}
+	go svc.Serve(ln)
+	err = fs.WalkDir(dronedelivery.Files, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := dronedelivery.Files.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, p), b, 0o640)
+	})
+	var cfg *config.Config
+	if err == nil {
+		var raw []byte
+		if raw, err = os.ReadFile(filepath.Join(dir, "weir.yaml")); err == nil {
+			env := map[string]string{"WEIR_DATA_DIR": filepath.Join(dir, "data"), "DRONE_SERVICES": "http://" + ln.Addr().String()}
+			cfg, err = config.Parse(raw, dir, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+		}
+	}
+	if err != nil {
+		svc.Close()
+		return fail(err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	a, err := app.New(ctx, cfg, app.Options{Logger: log, IngestAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
+	if err != nil {
+		svc.Close()
+		return fail(err)
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan error, 1)
+	go func() { done <- a.Run(runCtx) }()
+	return a, func() error {
+		cancel()
+		err := <-done
+		svc.Close()
+		os.RemoveAll(dir)
+		return err
+	}, nil
+}
+
+// Flow is how the workflows of a --workflow run went.
+type Flow struct {
+	Accepted  int64         `json:"accepted"`
+	Completed int           `json:"completed"`
+	Failed    int           `json:"failed"` // failed and compensated (or not: compensation_failed)
+	Elapsed   time.Duration `json:"elapsed_ns"`
+	PerSec    float64       `json:"completed_per_sec"`
+	// Latency runs from ingest accepting a request to its run finishing.
+	Latency bench.Latency `json:"latency"`
+}
+
+// waitFlows waits until every accepted request's run finished, then reads each run's end-to-end
+// latency from the admin API.
+func waitFlows(ctx context.Context, a *app.App, from time.Time, stdout io.Writer) (Flow, error) {
+	f := Flow{Accepted: a.Accepted()}
+	deadline := time.Now().Add(5 * time.Minute)
+	last := time.Now()
+	for a.Finished("workflow") < f.Accepted && time.Now().Before(deadline) && ctx.Err() == nil {
+		if time.Since(last) >= time.Second {
+			last = time.Now()
+			fmt.Fprintf(os.Stderr, "drain %5.1fs: %d of %d runs finished\n", time.Since(from).Seconds(), a.Finished("workflow"), f.Accepted)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var lat bench.Recorder
+	var end time.Time
+	for _, st := range []string{state.RunCompleted, state.RunFailed, state.RunCompensationFailed} {
+		after := ""
+		for {
+			var page struct {
+				Runs []state.Run `json:"runs"`
+				Next string      `json:"next"`
+			}
+			u := fmt.Sprintf("http://%s/v1/admin/workflows?state=%s&limit=1000&after=%s", a.AdminAddr(), st, after)
+			resp, err := http.Get(u)
+			if err != nil {
+				return f, err
+			}
+			err = json.NewDecoder(resp.Body).Decode(&page)
+			resp.Body.Close()
+			if err != nil {
+				return f, err
+			}
+			for _, r := range page.Runs {
+				if st == state.RunCompleted {
+					f.Completed++
+					lat.Record(r.FinishedAt.Sub(r.ReceivedAt))
+				} else {
+					f.Failed++
+				}
+				if r.FinishedAt.After(end) {
+					end = r.FinishedAt
+				}
+			}
+			if page.Next == "" {
+				break
+			}
+			after = page.Next
+		}
+	}
+	f.Elapsed = end.Sub(from)
+	if f.Elapsed > 0 {
+		f.PerSec = float64(f.Completed) / f.Elapsed.Seconds()
+	}
+	f.Latency = lat.Latency()
+	l := f.Latency
+	fmt.Fprintf(stdout, "workflows: %d accepted, %d completed, %d failed in %s: %.0f completed/s\n",
+		f.Accepted, f.Completed, f.Failed, f.Elapsed.Round(time.Millisecond), f.PerSec)
+	fmt.Fprintf(stdout, "workflow e2e latency (ingest → run finished): p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
+		fmtMs(l.P50), fmtMs(l.P90), fmtMs(l.P99), fmtMs(l.P999), fmtMs(l.Max))
+	return f, nil
+}
