@@ -25,8 +25,8 @@ const workflowIdle = 512
 
 type stageFunc func(name, topic string, workers, batch int, h runtime.Handler, st retry.Stage, pause runtime.Pauser)
 
-// workflowStage adds the stage that runs the message types' workflows. Runs of a batch go on
-// concurrently, so small batches keep one slow run from holding up many finished ones.
+// workflowStage adds the stage that runs the message types' workflows: one run per handler
+// call, so that a slow run never holds up finished ones (a batch ends with its slowest run).
 func (a *App) workflowStage(flows map[string]*workflow.Workflow, stage stageFunc) {
 	clients := map[bool]*http.Client{}
 	for _, wf := range flows {
@@ -38,9 +38,7 @@ func (a *App) workflowStage(flows map[string]*workflow.Workflow, stage stageFunc
 	}
 	eng := workflow.New(workflow.Config{Store: a.store, Flows: flows, Notify: a.workflowNotify,
 		Observer: runObserver{a.metrics}, Failpoints: a.opts.Failpoints, Logger: a.log})
-	const batch = 4
-	workers := max(a.cfg.Runtime.WorkflowConcurrency/batch, 1)
-	stage(pipeline.StageWorkflow, pipeline.TopicWorkflow, workers, batch, eng.Handle,
+	stage(pipeline.StageWorkflow, pipeline.TopicWorkflow, a.cfg.Runtime.WorkflowConcurrency, 1, eng.Handle,
 		retry.Stage{Name: pipeline.StageWorkflow, Policy: func(string) retry.Policy { return workflow.StagePolicy() }}, nil)
 	a.countInFlight()
 }

@@ -82,6 +82,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&fo.latency, "service-latency", "5ms-20ms", "with --workflow: latency of each demo service call")
 	fs.Float64Var(&fo.transient, "service-transient", 0, "with --workflow: fraction of service calls answered 503")
 	fs.Float64Var(&fo.permanent, "service-permanent", 0, "with --workflow: fraction of requests a service refuses for good")
+	fs.IntVar(&fo.concurrency, "workflow-concurrency", 0, "with --workflow: runtime.workflow_concurrency (default: the config's)")
 	jsonOut := fs.String("json", "", "write the report(s) as JSON to this file")
 	cpuProfile := fs.String("cpuprofile", "", "with --self: write a CPU profile of the weir run (generator included) to this file")
 	if err := fs.Parse(args); err != nil {

@@ -25,6 +25,7 @@ import (
 type flowOptions struct {
 	latency              string
 	transient, permanent float64
+	concurrency          int // runtime.workflow_concurrency (0: the config's)
 }
 
 // startFlow runs weir in-process on the Drone Delivery example (fresh data dir) against the
@@ -75,6 +76,9 @@ func startFlow(ctx context.Context, fo flowOptions, stderr io.Writer) (*app.App,
 	if err != nil {
 		svc.Close()
 		return fail(err)
+	}
+	if fo.concurrency > 0 {
+		cfg.Runtime.WorkflowConcurrency = fo.concurrency
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	a, err := app.New(ctx, cfg, app.Options{Logger: log, IngestAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})

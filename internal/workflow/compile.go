@@ -46,6 +46,9 @@ type Step struct {
 	Compensate *Call
 	Policy     retry.Policy
 	CompPolicy retry.Policy
+	// Keep is set when a template reads the step's answer: only then is it stored with the run
+	// (a run is written after every step, so it stays small).
+	Keep bool
 }
 
 // Call is a compiled HTTP call.
@@ -142,6 +145,25 @@ func Compile(w *config.Workflow, at string) (*Workflow, error) {
 	}
 	if err := probs.Err(); err != nil {
 		return nil, err
+	}
+	read := map[string]bool{}
+	for g := range w.Steps {
+		for _, s := range members(&w.Steps[g]) {
+			srcs := sources(&s.Call)
+			if s.Compensate != nil {
+				srcs = append(srcs, sources(s.Compensate)...)
+			}
+			for _, src := range append(srcs, s.When) {
+				for _, name := range references(src) {
+					read[name] = true
+				}
+			}
+		}
+	}
+	for _, g := range wf.Groups {
+		for _, s := range g {
+			s.Keep = read[s.Name]
+		}
 	}
 	return wf, nil
 }

@@ -121,6 +121,9 @@ type exec struct {
 
 	mu  sync.Mutex // guards run while the steps of a group run
 	run *state.Run
+	// finishing is set while the last group runs with a single step: its success completes
+	// the run in the same write.
+	finishing bool
 	doc map[string]any // the template context; "steps" grows between groups only
 }
 
@@ -137,10 +140,8 @@ func (e *Engine) handle(ctx context.Context, rec buffer.Record) error {
 	run, err := e.cfg.Store.WorkflowRun(id)
 	switch {
 	case errors.Is(err, state.ErrNotFound):
+		// Saved with its first step's outcome: a crash before that starts it afresh.
 		run = e.newRun(wf, &m, id)
-		if err := e.cfg.Store.SaveRun(run, false); err != nil {
-			return err
-		}
 		e.cfg.Observer.Started(wf.Name)
 	case err != nil:
 		return err
@@ -227,7 +228,8 @@ type outcome struct {
 // forward runs the steps group by group from the first one not finished.
 func (x *exec) forward(ctx context.Context) error {
 	r := x.run
-	for _, g := range x.wf.Groups {
+	for gi, g := range x.wf.Groups {
+		x.finishing = gi == len(x.wf.Groups)-1 && len(g) == 1
 		if x.e.cfg.Clock().After(r.Deadline) {
 			return x.fail(ctx, fmt.Sprintf("timed out: the workflow did not finish within %s", x.wf.Timeout))
 		}
@@ -267,10 +269,12 @@ func (x *exec) forward(ctx context.Context) error {
 			}
 		}
 	}
-	now := x.e.cfg.Clock().UTC()
-	r.State, r.UpdatedAt, r.FinishedAt = state.RunCompleted, now, now
-	if err := x.e.cfg.Store.SaveRun(r, false, x.event(state.RunCompleted, "")); err != nil {
-		return err
+	if r.State != state.RunCompleted { // not completed by the last step's own write
+		now := x.e.cfg.Clock().UTC()
+		r.State, r.UpdatedAt, r.FinishedAt = state.RunCompleted, now, now
+		if err := x.e.cfg.Store.SaveRun(r, false, x.event(state.RunCompleted, "")); err != nil {
+			return err
+		}
 	}
 	x.e.cfg.Observer.Finished(x.wf.Name, state.RunCompleted)
 	return nil
@@ -331,10 +335,17 @@ func (x *exec) record(s *Step, sr *state.StepRun, code int, body []byte, err err
 	sr.Code = code
 	x.run.UpdatedAt = now
 	var o outcome
+	var events []state.Event
 	if err == nil {
 		sr.Status, sr.FinishedAt, sr.Error = state.StepSucceeded, now, ""
-		sr.Response = response(body)
+		if s.Keep {
+			sr.Response = response(body)
+		}
 		x.e.cfg.Observer.Step(x.wf.Name, s.Name, "ok", d)
+		if x.finishing {
+			x.run.State, x.run.FinishedAt = state.RunCompleted, now
+			events = append(events, x.event(state.RunCompleted, ""))
+		}
 	} else {
 		sr.Error = bounded(err.Error())
 		if sr.FailedAt.IsZero() {
@@ -356,7 +367,7 @@ func (x *exec) record(s *Step, sr *state.StepRun, code int, body []byte, err err
 	}
 	// A success is synced before the next step starts; a failure rides on the retry's or the
 	// compensation's own write.
-	if serr := x.e.cfg.Store.SaveRun(x.run, err == nil); serr != nil {
+	if serr := x.e.cfg.Store.SaveRun(x.run, err == nil, events...); serr != nil {
 		return outcome{err: serr}
 	}
 	return o
