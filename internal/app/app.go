@@ -94,8 +94,8 @@ type compiled struct {
 	types   []ingest.Type
 	routes  map[string]*pipeline.Route
 	clients []ingest.Client
-	steps   map[string]retry.Policy // process and persist schedule by type
-	deliver map[string]retry.Policy // by endpoint
+	steps   map[string]retry.Policy       // process and persist schedule by type
+	deliver map[string]retry.Policy       // by endpoint
 	flows   map[string]*workflow.Workflow // by message type
 }
 

@@ -34,7 +34,7 @@ func startDroneExample(t *testing.T, svc *drone.Services) *harness {
 	for old, repl := range map[string]string{
 		"retry: {schedule: [50ms, 200ms, 1s, 5s, 30s, 2m]}":          "retry: {schedule: [10ms, 20ms, 50ms, 100ms, 200ms, 500ms]}",
 		"compensation_retry: {schedule: [1s, 5s, 30s, 2m, 10m, 1h]}": "compensation_retry: {schedule: [10ms, 20ms, 50ms, 100ms, 200ms, 500ms]}",
-		"    types: [delivery]\n": fmt.Sprintf("    types: [delivery]\n  - id: other\n    token_hash: %s\n    types: [delivery]\n", app.HashToken("other-token")),
+		"    types: [delivery]\n":                                    fmt.Sprintf("    types: [delivery]\n  - id: other\n    token_hash: %s\n    types: [delivery]\n", app.HashToken("other-token")),
 	} {
 		if !strings.Contains(text, old) {
 			t.Fatalf("the example no longer has %q", old)

@@ -124,7 +124,7 @@ type exec struct {
 	// finishing is set while the last group runs with a single step: its success completes
 	// the run in the same write.
 	finishing bool
-	doc map[string]any // the template context; "steps" grows between groups only
+	doc       map[string]any // the template context; "steps" grows between groups only
 }
 
 func (e *Engine) handle(ctx context.Context, rec buffer.Record) error {
