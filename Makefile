@@ -39,6 +39,7 @@ fuzz: ## each parser's fuzzer for FUZZTIME (30 s; CI runs 20000 inputs each)
 	$(GO) test -run '^$$' -fuzz FuzzXMLToJSON -fuzztime $(FUZZTIME) ./internal/format
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./internal/format/libxml
 	$(GO) test -run '^$$' -fuzz FuzzTransform -fuzztime $(FUZZTIME) ./internal/format/libxml
+	$(GO) test -run '^$$' -fuzz FuzzDecodeRun -fuzztime $(FUZZTIME) ./internal/state
 
 clean:
 	rm -rf bin weir-data

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	gojson "github.com/goccy/go-json"
 
 	"github.com/weirhq/weir/internal/buffer"
 	"github.com/weirhq/weir/internal/buffer/embedded"
@@ -20,7 +19,7 @@ import (
 
 // Key prefixes of workflow runs.
 const (
-	prefixRun      = "w/" // w/<run id>: the run as JSON
+	prefixRun      = "w/" // w/<run id>: the run (runcodec.go)
 	prefixRunState = "v/" // v/<state>\0<started unix ns, BE u64><run id>: runs by state, oldest first
 )
 
@@ -133,22 +132,15 @@ func (s *Store) WorkflowRun(id string) (*Run, error) {
 		return nil, fmt.Errorf("state: %w", err)
 	}
 	defer closer.Close()
-	r := &Run{}
-	if err := gojson.Unmarshal(v, r); err != nil {
-		return nil, fmt.Errorf("state: workflow run %s is corrupt: %w", id, err)
+	r, err := decodeRun(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, id)
 	}
-	r.saved = r.State
 	return r, nil
 }
 
 func (s *Store) runKVs(r *Run, events []Event) ([]embedded.KV, error) {
-	// goccy/go-json: a run is encoded after every step outcome, and it is several times faster
-	// than encoding/json here.
-	v, err := gojson.Marshal(r)
-	if err != nil {
-		return nil, fmt.Errorf("state: %w", err)
-	}
-	kvs := []embedded.KV{{Key: runKey(r.ID), Value: v}}
+	kvs := []embedded.KV{{Key: runKey(r.ID), Value: r.encode()}}
 	if r.saved != r.State {
 		if r.saved != "" {
 			kvs = append(kvs, embedded.KV{Key: runStateKey(r.saved, r.StartedAt, r.ID), Delete: true})
