@@ -274,7 +274,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	if a.buf, err = embedded.Open(embedded.Config{Dir: filepath.Join(dataDir, "log"), Logger: a.log}); err != nil {
+	ec := embedded.Config{Dir: filepath.Join(dataDir, "log"), Logger: a.log}
+	if d := cfg.Embedded.MinSyncInterval; d != nil {
+		ec.MinSyncInterval = d.D()
+		if ec.MinSyncInterval == 0 {
+			ec.MinSyncInterval = -1 // none
+		}
+	}
+	if a.buf, err = embedded.Open(ec); err != nil {
 		return nil, fmt.Errorf("open log: %w", err)
 	}
 	if a.store, err = state.New(a.buf); err != nil {

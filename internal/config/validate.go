@@ -202,6 +202,9 @@ func (c *Config) validate(p *Problems) {
 	if c.Limits.MaxBody < 1024 {
 		p.Add("limits.max_body", "must be at least 1KiB, got %d bytes", c.Limits.MaxBody)
 	}
+	if d := c.Embedded.MinSyncInterval; d != nil && (*d < 0 || d.D() > 100*time.Millisecond) {
+		p.Add("embedded.min_sync_interval", "must be between 0s and 100ms, got %s", d.D())
+	}
 	r := c.Runtime
 	if r.Partitions < 1 || r.Partitions > 1024 {
 		p.Add("runtime.partitions", "must be between 1 and 1024, got %d", r.Partitions)
