@@ -109,7 +109,21 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		so.retry = r
 	}
 
-	if *ceiling {
+	if *ceiling && *flow {
+		n := int(cfg.Messages)
+		if n == 0 {
+			n = 20000
+		}
+		conc := fo.concurrency
+		if conc == 0 {
+			conc = 512 // runtime.workflow_concurrency's default
+		}
+		c, err := flowCeiling(ctx, fo, n, conc, stdout)
+		if err != nil {
+			return err
+		}
+		out["workflow_ceiling"] = c
+	} else if *ceiling {
 		url, stop, err := bench.Ceiling(ctx)
 		if err != nil {
 			return err

@@ -11,12 +11,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	dronedelivery "github.com/weirhq/weir/examples/drone-delivery"
 	"github.com/weirhq/weir/internal/app"
 	"github.com/weirhq/weir/internal/bench"
 	"github.com/weirhq/weir/internal/config"
+	"github.com/weirhq/weir/internal/deliver"
 	"github.com/weirhq/weir/internal/drone"
 	"github.com/weirhq/weir/internal/state"
 )
@@ -169,4 +173,86 @@ func waitFlows(ctx context.Context, a *app.App, from time.Time, stdout io.Writer
 	fmt.Fprintf(stdout, "workflow e2e latency (ingest → run finished): p50 %s  p90 %s  p99 %s  p99.9 %s  max %s\n",
 		fmtMs(l.P50), fmtMs(l.P90), fmtMs(l.P99), fmtMs(l.P999), fmtMs(l.Max))
 	return f, nil
+}
+
+// FlowCeiling is the bare ceiling of a --workflow run: the same five calls per request against
+// the same demo services, made by a plain Go loop with no log, no state and no retries.
+type FlowCeiling struct {
+	Requests int           `json:"requests"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
+	PerSec   float64       `json:"requests_per_sec"`
+	Latency  bench.Latency `json:"latency"`
+}
+
+// flowCeiling makes n requests of five sequential calls each, concurrency at a time.
+func flowCeiling(ctx context.Context, fo flowOptions, n, concurrency int, stdout io.Writer) (FlowCeiling, error) {
+	dcfg := drone.Config{Seed: 1}
+	if fo.latency != "" {
+		var err error
+		if dcfg.MinLatency, dcfg.MaxLatency, err = parseLatency(fo.latency); err != nil {
+			return FlowCeiling{}, usageError{fmt.Errorf("--service-latency: %w", err)}
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return FlowCeiling{}, err
+	}
+	svc := &http.Server{Handler: drone.New(dcfg), ReadHeaderTimeout: 5 * time.Second}
+	go svc.Serve(ln)
+	defer svc.Close()
+	base := "http://" + ln.Addr().String()
+	hc := deliver.HTTPClient(512, true) // as weir's workflow client
+	defer hc.CloseIdleConnections()
+	call := func(method, url, body string) error {
+		req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode >= 300 {
+			return fmt.Errorf("%s %s: %d", method, url, resp.StatusCode)
+		}
+		return nil
+	}
+	var next atomic.Int64
+	var lat bench.Recorder
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1); i <= int64(n) && ctx.Err() == nil; i = next.Add(1) {
+				id := fmt.Sprintf("ceiling-%d", i)
+				t := time.Now()
+				err := call("GET", base+"/accounts/c-1?request="+id, "")
+				for _, svc := range []string{"packages", "transports", "drones", "deliveries"} {
+					if err == nil {
+						err = call("PUT", base+"/"+svc+"/"+id, `{"id":"`+id+`"}`)
+					}
+				}
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				lat.Record(time.Since(t))
+			}
+		}()
+	}
+	wg.Wait()
+	c := FlowCeiling{Requests: n, Elapsed: time.Since(start), Latency: lat.Latency()}
+	if f := failed.Load(); f > 0 {
+		return c, fmt.Errorf("ceiling: %d of %d requests failed", f, n)
+	}
+	c.PerSec = float64(n) / c.Elapsed.Seconds()
+	fmt.Fprintf(stdout, "bare ceiling (five calls per request, no weir, %d at a time): %d in %s: %.0f requests/s; latency p50 %s  p99 %s\n",
+		concurrency, n, c.Elapsed.Round(time.Millisecond), c.PerSec, fmtMs(c.Latency.P50), fmtMs(c.Latency.P99))
+	return c, nil
 }
