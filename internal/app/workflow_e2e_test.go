@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/weirhq/weir/internal/app"
+	"github.com/weirhq/weir/internal/deliver"
 	"github.com/weirhq/weir/internal/drone"
+	"github.com/weirhq/weir/internal/partner"
 	"github.com/weirhq/weir/internal/state"
 )
 
@@ -20,22 +22,34 @@ const droneExample = "../../examples/drone-delivery"
 // startDroneExample runs weir on examples/drone-delivery/weir.yaml against the demo services,
 // with the example's retry schedules shortened (so that a test does not wait minutes for a
 // step that failed four times in a row) and a second client for the isolation checks.
-func startDroneExample(t *testing.T, svc *drone.Services) *harness {
+func startDroneExample(t *testing.T, svc *drone.Services, edits ...string) *harness {
 	t.Helper()
 	srv := httptest.NewServer(svc)
 	t.Cleanup(srv.Close)
 	t.Setenv("DRONE_SERVICES", srv.URL)
-	t.Setenv("WEIR_DATA_DIR", t.TempDir())
-	cfg, err := os.ReadFile(filepath.Join(droneExample, "weir.yaml"))
+	sec, err := deliver.ParseSecret(secret)
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := string(cfg)
+	rcv := partner.New(partner.Config{Secrets: [][]byte{sec}})
+	ops := httptest.NewServer(rcv)
+	t.Cleanup(ops.Close)
+	t.Setenv("OPS_URL", ops.URL+"/webhook")
+	t.Setenv("WEIR_DATA_DIR", t.TempDir())
+	example, err := os.ReadFile(filepath.Join(droneExample, "weir.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(example)
 	for old, repl := range map[string]string{
 		"retry: {schedule: [50ms, 200ms, 1s, 5s, 30s, 2m]}":          "retry: {schedule: [10ms, 20ms, 50ms, 100ms, 200ms, 500ms]}",
 		"compensation_retry: {schedule: [1s, 5s, 30s, 2m, 10m, 1h]}": "compensation_retry: {schedule: [10ms, 20ms, 50ms, 100ms, 200ms, 500ms]}",
 		"    types: [delivery]\n":                                    fmt.Sprintf("    types: [delivery]\n  - id: other\n    token_hash: %s\n    types: [delivery]\n", app.HashToken("other-token")),
 	} {
+		edits = append(edits, old, repl)
+	}
+	for i := 0; i+1 < len(edits); i += 2 {
+		old, repl := edits[i], edits[i+1]
 		if !strings.Contains(text, old) {
 			t.Fatalf("the example no longer has %q", old)
 		}
@@ -48,7 +62,7 @@ func startDroneExample(t *testing.T, svc *drone.Services) *harness {
 	}
 	os.WriteFile(filepath.Join(dir, "delivery.schema.json"), schema, 0o600)
 	os.WriteFile(filepath.Join(dir, "weir.yaml"), []byte(text), 0o600)
-	return launch(t, filepath.Join(dir, "weir.yaml"), nil)
+	return launch(t, filepath.Join(dir, "weir.yaml"), rcv)
 }
 
 func delivery(id, customer string) string {
@@ -181,5 +195,66 @@ func TestWorkflowStatusIsOwnerOnly(t *testing.T) {
 	}
 	if a := h.admin().do("GET", "/v1/admin/workflows/"+state.RunID("drone-app", "delivery", "w-1"), "", "", "", nil); a.code != 200 || a.body["message_id"] != "w-1" {
 		t.Fatalf("admin: %d %s", a.code, a.raw)
+	}
+}
+
+// A failed run announces itself to the workflow's notify endpoint (a signed workflow.failed
+// event with the reason and each step's state), and the metrics count runs by outcome.
+func TestWorkflowFailureNotifiesAndCounts(t *testing.T) {
+	svc := drone.New(drone.Config{Permanent: 0.5, Seed: 3})
+	h := startDroneExample(t, svc,
+		"    # notify: ops ", "    notify: ops   ",
+		"\nworkflows:", fmt.Sprintf("\nendpoints:\n  - {name: ops, url: \"${OPS_URL}\", secret: %q, allow_private: true}\nworkflows:", secret))
+	var failed, completed []string
+	for i := 0; len(failed) < 2 || len(completed) < 2; i++ {
+		id := fmt.Sprintf("n-%d", i)
+		if by := svc.RefusedBy(state.RunID("drone-app", "delivery", id)); by == "drone" && len(failed) < 2 {
+			failed = append(failed, id)
+		} else if by == "" && len(completed) < 2 {
+			completed = append(completed, id)
+		} else {
+			continue
+		}
+		if a := h.do("POST", "/v1/messages/delivery", "drone-app", "drone-token", "application/json", []byte(delivery(id, "c-"+id))); a.code != 202 {
+			t.Fatalf("post %s: %d %s", id, a.code, a.raw)
+		}
+	}
+	h.waitRuns(4, 30*time.Second)
+	eventually(t, "two workflow.failed events", func() bool { return h.partner.Unique() == 2 })
+	for _, d := range h.partner.Deliveries() {
+		var ev struct {
+			Type string    `json:"type"`
+			Data state.Run `json:"data"`
+		}
+		if err := json.Unmarshal(d.Body, &ev); err != nil {
+			t.Fatal(err)
+		}
+		r := ev.Data
+		if ev.Type != app.EventWorkflowFailed || r.State != state.RunFailed || !strings.Contains(r.Reason, "step drone failed") ||
+			(r.MessageID != failed[0] && r.MessageID != failed[1]) {
+			t.Fatalf("event %s", d.Body)
+		}
+		for _, st := range r.Steps[1:3] { // package and transport were undone
+			if st.Compensation == nil || st.Compensation.Status != state.StepCompensated {
+				t.Fatalf("step %s in the event: %+v", st.Name, st)
+			}
+		}
+	}
+	for _, id := range failed {
+		if o, why := svc.Check(state.RunID("drone-app", "delivery", id)); o != drone.Compensated {
+			t.Fatalf("%s: %v %s", id, o, why)
+		}
+	}
+	m := h.admin().do("GET", "/metrics", "", "", "", nil).raw
+	for _, want := range []string{
+		`weir_workflow_runs_total{state="started",workflow="schedule-delivery"} 4`,
+		`weir_workflow_runs_total{state="completed",workflow="schedule-delivery"} 2`,
+		`weir_workflow_runs_total{state="failed",workflow="schedule-delivery"} 2`,
+		`weir_workflow_runs_in_flight{workflow="schedule-delivery"} 0`,
+		`weir_workflow_call_seconds_count{outcome="compensated",step="package",workflow="schedule-delivery"} 2`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }
