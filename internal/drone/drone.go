@@ -115,6 +115,10 @@ func serviceIndex(name string) int {
 // share a lock.
 const numShards = 64
 
+// MaxDroneLoad is the heaviest package a drone takes, in kg: the drone service refuses a
+// heavier "weight" for good.
+const MaxDroneLoad = 20
+
 // maxBody bounds a create's request body.
 const maxBody = 1 << 20
 
@@ -220,6 +224,15 @@ func (s *Services) effect(w http.ResponseWriter, r *http.Request, svc int) {
 			s.refuse(id, svc)
 			writeError(w, http.StatusUnprocessableEntity, serviceNames[svc]+" refuses request "+id)
 			return
+		}
+		if svc == drones {
+			// A refusal anyone can trigger on purpose, to watch a compensation.
+			var load struct{ Weight float64 }
+			if json.Unmarshal(body, &load) == nil && load.Weight > MaxDroneLoad {
+				s.refuse(id, svc)
+				writeError(w, http.StatusUnprocessableEntity, fmt.Sprintf("no drone can carry %g kg (at most %g)", load.Weight, float64(MaxDroneLoad)))
+				return
+			}
 		}
 	}
 	status, answer := s.apply(svc, create, id, r.Header.Get("Idempotency-Key"), body, d)

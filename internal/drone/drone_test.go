@@ -426,3 +426,19 @@ func BenchmarkServices(b *testing.B) {
 		}
 	})
 }
+
+// A package heavier than a drone can carry is refused for good, whatever the seed.
+func TestDroneRefusesHeavyPackages(t *testing.T) {
+	svc := New(Config{})
+	srv := httptest.NewServer(svc)
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodPut, srv.URL+"/drones/h-1", strings.NewReader(`{"weight":21.5}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnprocessableEntity || svc.Snapshot().Refused["h-1"] != "drone" || len(svc.Snapshot().Effects) != 0 {
+		t.Fatalf("status %d, snapshot %+v", resp.StatusCode, svc.Snapshot())
+	}
+}
