@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the figures of docs/benchmarks.md: each scenario RUNS times (default 3), reports in
 # bench-results/<scenario>-<n>.json, then prints the medians. Needs PostgreSQL on 127.0.0.1:5432
-# for the postgres scenario. Usage: scripts/bench.sh [RUNS] [all|throughput|failure|xml]
+# for the postgres scenario. Usage: scripts/bench.sh [RUNS] [all|throughput|failure|xml|workflow]
 # "failure" runs only the poison-message pairs of "Failure handling (issue 3)"; the memory figure
 # of that section is scripts/bench-dedup-memory.sh.
 set -euo pipefail
@@ -92,6 +92,39 @@ cpu = [r["cpu"]["load_cpu_per_msg_ns"] / 1e3 for r in rs]
 rps = [r["weir"]["req_per_sec"] for r in rs]
 print(f"ingest alone: {statistics.median(rps):.0f} req/s (runs {', '.join(f'{x:.0f}' for x in rps)}); "
       f"{statistics.median(cpu):.1f} µs CPU per message, generator included (runs {', '.join(f'{x:.1f}' for x in cpu)})")
+PY
+fi
+if [[ $which == all || $which == workflow ]]; then
+  # Workflows (issue 5): the Drone Delivery example's five-step workflow against the built-in
+  # services (5–20 ms per call): at saturation with the bare ceiling (the same five calls from a
+  # plain Go loop), the same without sharing fsyncs (min_sync_interval 0s), and open loop at
+  # 2,000 requests/s for the latency of a run that is not queued behind a backlog.
+  for i in $(seq 1 "$runs"); do
+    echo "== workflow-saturated run $i" >&2
+    $w bench --workflow --ceiling --messages 20000 -c 64 -d 60s --json "$out/workflow-saturated-$i.json" >/dev/null 2>&1
+    echo "== workflow-nosync run $i" >&2
+    $w bench --workflow --min-sync-interval 0s --messages 20000 -c 64 -d 60s --json "$out/workflow-nosync-$i.json" >/dev/null 2>&1
+    echo "== workflow-open2k run $i" >&2
+    $w bench --workflow --rate 2000 -c 128 -d 20s --json "$out/workflow-open2k-$i.json" >/dev/null 2>&1
+  done
+  python3 - "$out" "$runs" <<'PY'
+import json, statistics, sys
+out, runs = sys.argv[1], int(sys.argv[2])
+med = statistics.median
+ms = lambda ns: ns / 1e6
+for name in ("workflow-saturated", "workflow-nosync", "workflow-open2k"):
+    rs = [json.load(open(f"{out}/{name}-{i}.json")) for i in range(1, runs + 1)]
+    f = [r["workflows"] for r in rs]
+    per = [x["completed_per_sec"] for x in f]
+    line = (f"{name:19} completed/s {med(per):6.0f} (runs {', '.join(f'{x:.0f}' for x in per)})"
+            f"  e2e p50 {med([ms(x['latency']['p50_ns']) for x in f]):6.1f} ms  p99 {med([ms(x['latency']['p99_ns']) for x in f]):6.1f} ms"
+            f"  failed {sum(x['failed'] for x in f)}  ingest req/s {med([r['weir']['req_per_sec'] for r in rs]):6.0f}"
+            f"  cpu µs/run {med([r['cpu']['total_cpu_per_msg_ns'] / 1e3 for r in rs]):5.0f}")
+    c = [r["workflow_ceiling"]["requests_per_sec"] for r in rs if "workflow_ceiling" in r]
+    if c:
+        ratio = med([r["workflows"]["completed_per_sec"] / r["workflow_ceiling"]["requests_per_sec"] for r in rs])
+        line += f"  ceiling {med(c):.0f}/s (weir/ceiling {ratio:.2f})"
+    print(line)
 PY
 fi
 [[ $which == all || $which == throughput ]] || exit 0

@@ -83,6 +83,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&fo.transient, "service-transient", 0, "with --workflow: fraction of service calls answered 503")
 	fs.Float64Var(&fo.permanent, "service-permanent", 0, "with --workflow: fraction of requests a service refuses for good")
 	fs.IntVar(&fo.concurrency, "workflow-concurrency", 0, "with --workflow: runtime.workflow_concurrency (default: the config's)")
+	minSync := fs.String("min-sync-interval", "", "with --self or --workflow: embedded.min_sync_interval (default: the config's, 500us)")
 	jsonOut := fs.String("json", "", "write the report(s) as JSON to this file")
 	cpuProfile := fs.String("cpuprofile", "", "with --self: write a CPU profile of the weir run (generator included) to this file")
 	if err := fs.Parse(args); err != nil {
@@ -97,7 +98,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg.Progress = stderr
 	out := map[string]any{}
-	so := selfOptions{hold: *hold}
+	so := selfOptions{hold: *hold, sync: *minSync}
 	if *retrySchedule == "" && cfg.Poison > 0 {
 		*retrySchedule = defaultPoisonSchedule
 	}
@@ -153,7 +154,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		cfg.Type, cfg.Client, cfg.Token = "delivery", "drone-app", "drone-token"
 		var err error
-		if a, stopSelf, err = startFlow(ctx, fo, stderr); err != nil {
+		if a, stopSelf, err = startFlow(ctx, fo, so, stderr); err != nil {
 			return err
 		}
 		cfg.URL = "http://" + a.IngestAddr()
@@ -234,6 +235,21 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 type selfOptions struct {
 	hold  bool
 	retry *config.Retry // the demo endpoint's delivery schedule (nil: the config's)
+	sync  string        // embedded.min_sync_interval ("": the config's)
+}
+
+// apply sets the --self choices that apply to any config.
+func (so selfOptions) apply(cfg *config.Config) error {
+	if so.sync == "" {
+		return nil
+	}
+	d, err := time.ParseDuration(so.sync)
+	if err != nil || d < 0 {
+		return usageError{fmt.Errorf("--min-sync-interval %q: want a duration like 500us or 0s", so.sync)}
+	}
+	cd := config.Duration(d)
+	cfg.Embedded.MinSyncInterval = &cd
+	return nil
 }
 
 // parseSchedule reads a comma-separated list of delays into a retry schedule without jitter.
@@ -377,7 +393,10 @@ func startSelf(ctx context.Context, path string, so selfOptions, stderr io.Write
 		os.RemoveAll(dir)
 		return nil, nil, nil, err
 	}
-	a, err := app.New(ctx, cfg, app.Options{Logger: log, IngestAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", HoldStages: so.hold})
+	var a *app.App
+	if err = so.apply(cfg); err == nil {
+		a, err = app.New(ctx, cfg, app.Options{Logger: log, IngestAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", HoldStages: so.hold})
+	}
 	if err != nil {
 		stopPartner()
 		os.RemoveAll(dir)

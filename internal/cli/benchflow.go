@@ -34,7 +34,7 @@ type flowOptions struct {
 
 // startFlow runs weir in-process on the Drone Delivery example (fresh data dir) against the
 // demo services, served in-process too.
-func startFlow(ctx context.Context, fo flowOptions, stderr io.Writer) (*app.App, func() error, error) {
+func startFlow(ctx context.Context, fo flowOptions, so selfOptions, stderr io.Writer) (*app.App, func() error, error) {
 	dcfg := drone.Config{Transient: fo.transient, Permanent: fo.permanent, Seed: 1}
 	if fo.latency != "" {
 		var err error
@@ -83,6 +83,10 @@ func startFlow(ctx context.Context, fo flowOptions, stderr io.Writer) (*app.App,
 	}
 	if fo.concurrency > 0 {
 		cfg.Runtime.WorkflowConcurrency = fo.concurrency
+	}
+	if err := so.apply(cfg); err != nil {
+		svc.Close()
+		return fail(err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	a, err := app.New(ctx, cfg, app.Options{Logger: log, IngestAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
