@@ -3,9 +3,8 @@ package app_test
 import (
 	"encoding/json"
 	"fmt"
+	dronedelivery "github.com/weirhq/weir/examples/drone-delivery"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +15,6 @@ import (
 	"github.com/weirhq/weir/internal/partner"
 	"github.com/weirhq/weir/internal/state"
 )
-
-const droneExample = "../../examples/drone-delivery"
 
 // startDroneExample runs weir on examples/drone-delivery/weir.yaml against the demo services,
 // with the example's retry schedules shortened (so that a test does not wait minutes for a
@@ -36,33 +33,13 @@ func startDroneExample(t *testing.T, svc *drone.Services, edits ...string) *harn
 	t.Cleanup(ops.Close)
 	t.Setenv("OPS_URL", ops.URL+"/webhook")
 	t.Setenv("WEIR_DATA_DIR", t.TempDir())
-	example, err := os.ReadFile(filepath.Join(droneExample, "weir.yaml"))
+	edits = append(append(edits, dronedelivery.ShortRetries...),
+		"    types: [delivery]\n", fmt.Sprintf("    types: [delivery]\n  - id: other\n    token_hash: %s\n    types: [delivery]\n", app.HashToken("other-token")))
+	path, err := dronedelivery.Write(t.TempDir(), edits...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	text := string(example)
-	for old, repl := range map[string]string{
-		"retry: {schedule: [50ms, 200ms, 1s, 5s, 30s, 2m]}":          "retry: {schedule: [10ms, 20ms, 50ms, 100ms, 200ms, 500ms]}",
-		"compensation_retry: {schedule: [1s, 5s, 30s, 2m, 10m, 1h]}": "compensation_retry: {schedule: [10ms, 20ms, 50ms, 100ms, 200ms, 500ms]}",
-		"    types: [delivery]\n":                                    fmt.Sprintf("    types: [delivery]\n  - id: other\n    token_hash: %s\n    types: [delivery]\n", app.HashToken("other-token")),
-	} {
-		edits = append(edits, old, repl)
-	}
-	for i := 0; i+1 < len(edits); i += 2 {
-		old, repl := edits[i], edits[i+1]
-		if !strings.Contains(text, old) {
-			t.Fatalf("the example no longer has %q", old)
-		}
-		text = strings.Replace(text, old, repl, 1)
-	}
-	dir := t.TempDir()
-	schema, err := os.ReadFile(filepath.Join(droneExample, "delivery.schema.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "delivery.schema.json"), schema, 0o600)
-	os.WriteFile(filepath.Join(dir, "weir.yaml"), []byte(text), 0o600)
-	return launch(t, filepath.Join(dir, "weir.yaml"), rcv)
+	return launch(t, path, rcv)
 }
 
 func delivery(id, customer string) string {

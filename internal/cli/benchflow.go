@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -59,20 +58,11 @@ func startFlow(ctx context.Context, fo flowOptions, so selfOptions, stderr io.Wr
 	}
 	svc := &http.Server{Handler: drone.New(dcfg), ReadHeaderTimeout: 5 * time.Second}
 	go svc.Serve(ln)
-	err = fs.WalkDir(dronedelivery.Files, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := dronedelivery.Files.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dir, p), b, 0o640)
-	})
 	var cfg *config.Config
+	path, err := dronedelivery.Write(dir)
 	if err == nil {
 		var raw []byte
-		if raw, err = os.ReadFile(filepath.Join(dir, "weir.yaml")); err == nil {
+		if raw, err = os.ReadFile(path); err == nil {
 			env := map[string]string{"WEIR_DATA_DIR": filepath.Join(dir, "data"), "DRONE_SERVICES": "http://" + ln.Addr().String()}
 			cfg, err = config.Parse(raw, dir, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 		}

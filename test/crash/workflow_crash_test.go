@@ -18,12 +18,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	dronedelivery "github.com/weirhq/weir/examples/drone-delivery"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,7 +33,6 @@ import (
 )
 
 const (
-	droneExample            = "../../examples/drone-delivery"
 	droneClient, droneToken = "drone-app", "drone-token" // the example's demo client
 	deliveryType            = "delivery"
 	flowRequests            = 3                // delivery requests per case
@@ -225,40 +223,16 @@ func cancels(snap drone.Snapshot, service string) int {
 	return n
 }
 
-// writeDroneConfig writes examples/drone-delivery's weir.yaml and schema into dir, with the
-// services at servicesURL, the data in dir/data and the retry schedules shortened, and returns
-// the config's path.
+// writeDroneConfig writes examples/drone-delivery into dir, with the services at servicesURL,
+// the data in dir/data and the retry schedules shortened, and returns the config's path.
 func writeDroneConfig(t *testing.T, dir, servicesURL string) string {
 	t.Helper()
-	cfg, err := os.ReadFile(filepath.Join(droneExample, "weir.yaml"))
+	edits := append([]string{
+		"data_dir: ${WEIR_DATA_DIR:-./weir-data}", "data_dir: data",
+		"${DRONE_SERVICES:-http://127.0.0.1:9700}", servicesURL,
+	}, dronedelivery.ShortRetries...)
+	path, err := dronedelivery.Write(dir, edits...)
 	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(cfg)
-	for old, repl := range map[string]string{
-		"data_dir: ${WEIR_DATA_DIR:-./weir-data}":                    "data_dir: data",
-		"retry: {schedule: [50ms, 200ms, 1s, 5s, 30s, 2m]}":          "retry: {schedule: [10ms, 20ms, 50ms, 100ms, 200ms, 500ms]}",
-		"compensation_retry: {schedule: [1s, 5s, 30s, 2m, 10m, 1h]}": "compensation_retry: {schedule: [10ms, 20ms, 50ms, 100ms, 200ms, 500ms]}",
-	} {
-		if !strings.Contains(text, old) {
-			t.Fatalf("the example no longer has %q", old)
-		}
-		text = strings.Replace(text, old, repl, 1)
-	}
-	const services = "${DRONE_SERVICES:-http://127.0.0.1:9700}"
-	if !strings.Contains(text, services) {
-		t.Fatalf("the example no longer has %q", services)
-	}
-	text = strings.ReplaceAll(text, services, servicesURL)
-	schema, err := os.ReadFile(filepath.Join(droneExample, "delivery.schema.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "weir.yaml")
-	if err := os.WriteFile(filepath.Join(dir, "delivery.schema.json"), schema, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path
