@@ -2,11 +2,9 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"time"
 
@@ -39,22 +37,12 @@ func demoServices(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: drone.New(cfg), ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(stdout, `demo services (Drone Delivery) at http://%[1]s:
   GET        /accounts/{customer}?request={id}
   PUT|DELETE /packages/{id}  /transports/{id}  /drones/{id}  /deliveries/{id}
   GET        /_effects (what was applied)  /healthz
 `, ln.Addr())
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return serveUntil(ctx, ln, drone.New(cfg))
 }
 
 // parseLatency reads "10ms" (exactly) or "5ms-20ms" (uniform in the range).

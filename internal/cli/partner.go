@@ -39,8 +39,13 @@ func demoPartner(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	rcv := partner.New(partner.Config{Secrets: [][]byte{secret}, FailFirst: *failFirst, Keep: 1000, Logger: logger(stderr, "info")})
-	srv := &http.Server{Handler: rcv, ReadHeaderTimeout: 5 * time.Second}
 	fmt.Fprintf(stdout, "demo partner: verifying Standard Webhooks signatures at http://%s/webhook\n", ln.Addr())
+	return serveUntil(ctx, ln, rcv)
+}
+
+// serveUntil serves h on ln until ctx ends, then shuts down within 5 s (the demo commands).
+func serveUntil(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
