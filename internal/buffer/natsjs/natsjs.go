@@ -1,0 +1,441 @@
+// Package natsjs is the buffer on NATS JetStream, for running Weir on a NATS cluster that a team
+// already trusts instead of the embedded log.
+//
+// Each partition of a topic is one stream (file storage, replicated) with one subject,
+// "<prefix>.<topic>.<partition>", so that a record's offset is its stream sequence: contiguous
+// within the partition, as the buffer contract wants (a gap is a lost record) — one stream per
+// topic would share one sequence between the partitions. A consumer group's committed offsets
+// live in a replicated key-value bucket, one key per group, topic and partition; a consumer reads
+// each partition with an ordered consumer starting at the committed offset, so a restarted stage
+// starts exactly after what it committed — nothing waits for an ack timeout.
+//
+// An Append returns once the stream acknowledged every message (stored by a quorum with
+// replicas > 1). NATS fsyncs its file store every two minutes by default: Open warns when the
+// topics are not replicated, since then an acknowledged message can be lost with one machine's
+// power (run the server with sync_interval: always, or replicas: 3).
+package natsjs
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/weirhq/weir/internal/buffer"
+)
+
+// Config configures the NATS JetStream buffer.
+type Config struct {
+	// URL is the NATS server URL list (nats://host:4222, comma-separated for several).
+	URL string
+	// Replicas is the number of copies of each stream (default: 3 when the cluster has at least
+	// three servers, else 1).
+	Replicas int
+	// Prefix starts every stream, subject and bucket name (default "weir").
+	Prefix string
+	// Timeout bounds one request to the server (default 10s).
+	Timeout time.Duration
+	Logger  *slog.Logger
+	// Options are extra nats.go connection options (credentials, TLS).
+	Options []nats.Option
+}
+
+// Buffer is the JetStream buffer. It implements buffer.Buffer.
+type Buffer struct {
+	cfg     Config
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	offsets jetstream.KeyValue
+
+	mu     sync.Mutex
+	topics map[string]int // partitions of the topics ensured
+	closed bool
+}
+
+const headerKey = "Weir-Key"
+
+// Open connects to the server and prepares the offsets bucket.
+func Open(ctx context.Context, cfg Config) (*Buffer, error) {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "weir"
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	opts := append([]nats.Option{nats.Name("weir"), nats.MaxReconnects(-1), nats.Timeout(cfg.Timeout)}, cfg.Options...)
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("natsjs: connect %s: %w", redact(cfg.URL), errors.Join(err, buffer.ErrUnavailable))
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("natsjs: %w", err)
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 1
+		if len(nc.Servers()) >= 3 {
+			cfg.Replicas = 3
+		}
+	}
+	b := &Buffer{cfg: cfg, nc: nc, js: js, topics: map[string]int{}}
+	octx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	b.offsets, err = js.CreateOrUpdateKeyValue(octx, jetstream.KeyValueConfig{Bucket: cfg.Prefix + "_offsets",
+		Description: "Weir consumer group offsets", Storage: jetstream.FileStorage, Replicas: cfg.Replicas, History: 1})
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("natsjs: offsets bucket: %w", err)
+	}
+	if cfg.Replicas < 3 {
+		cfg.Logger.Warn("NATS JetStream topics have fewer than 3 replicas: an acknowledged message lives on one server, "+
+			"which fsyncs every 2 minutes unless it runs with sync_interval: always — a power loss can lose it",
+			"replicas", cfg.Replicas)
+	}
+	return b, nil
+}
+
+// sanitize makes a topic or group name usable in stream names, subjects and keys.
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+func (b *Buffer) stream(topic string, p int) string {
+	return b.cfg.Prefix + "_" + sanitize(topic) + "_" + strconv.Itoa(p)
+}
+
+func (b *Buffer) subject(topic string, p int) string {
+	return b.cfg.Prefix + "." + sanitize(topic) + "." + strconv.Itoa(p)
+}
+
+func (b *Buffer) check() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return buffer.ErrClosed
+	}
+	return nil
+}
+
+// EnsureTopic creates the streams of the topic's partitions, or checks that the topic has the
+// same number of partitions.
+func (b *Buffer) EnsureTopic(ctx context.Context, t buffer.TopicConfig) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	if t.Partitions < 1 {
+		return fmt.Errorf("natsjs: topic %q: partitions must be at least 1", t.Name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	for p := range t.Partitions {
+		if err := b.ensureStream(ctx, t, p); err != nil {
+			return err
+		}
+	}
+	b.mu.Lock()
+	b.topics[t.Name] = t.Partitions
+	b.mu.Unlock()
+	return nil
+}
+
+func (b *Buffer) ensureStream(ctx context.Context, t buffer.TopicConfig, p int) error {
+	name := b.stream(t.Name, p)
+	for {
+		s, err := b.js.Stream(ctx, name)
+		if err == nil {
+			// Metadata needs a 2.10 server; the description carries it for older ones.
+			cfg := s.CachedInfo().Config
+			got := cfg.Metadata["weir_partitions"]
+			if _, after, ok := strings.Cut(cfg.Description, "weir_partitions="); ok && got == "" {
+				got = after
+			}
+			if got != strconv.Itoa(t.Partitions) {
+				return fmt.Errorf("natsjs: topic %q has %s partitions, not %d", t.Name, got, t.Partitions)
+			}
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("natsjs: topic %q: %w", t.Name, err)
+		}
+		_, err = b.js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Description: fmt.Sprintf("Weir topic %s, partition %d; weir_partitions=%d", t.Name, p, t.Partitions),
+			Subjects: []string{b.subject(t.Name, p)}, Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas,
+			Retention: jetstream.LimitsPolicy, Duplicates: 2 * time.Minute,
+			Metadata: map[string]string{"weir_topic": t.Name, "weir_partitions": strconv.Itoa(t.Partitions)}})
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return fmt.Errorf("natsjs: create topic %q: %w", t.Name, err)
+		}
+		// Another instance created it meanwhile: check it.
+	}
+}
+
+func (b *Buffer) partitions(topic string) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, buffer.ErrClosed
+	}
+	n, ok := b.topics[topic]
+	if !ok {
+		return 0, fmt.Errorf("natsjs: unknown topic %q (EnsureTopic first)", topic)
+	}
+	return n, nil
+}
+
+// Append publishes msgs and waits until the stream acknowledged every one. Each message carries
+// a fresh Nats-Msg-Id, so a publish that the client library retries is stored once.
+func (b *Buffer) Append(ctx context.Context, topic string, msgs []buffer.Message) error {
+	n, err := b.partitions(topic)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	var id [16]byte
+	for _, m := range msgs {
+		msg := nats.NewMsg(b.subject(topic, buffer.Partition(m.Key, n)))
+		msg.Data = m.Value
+		msg.Header.Set(headerKey, string(m.Key))
+		rand.Read(id[:])
+		msg.Header.Set(jetstream.MsgIDHeader, hex.EncodeToString(id[:]))
+		f, err := b.js.PublishMsgAsync(msg)
+		if err != nil {
+			return fmt.Errorf("natsjs: append to %s: %w", topic, errors.Join(err, buffer.ErrUnavailable))
+		}
+		futures = append(futures, f)
+	}
+	timeout := time.NewTimer(b.cfg.Timeout)
+	defer timeout.Stop()
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("natsjs: append to %s: %w", topic, errors.Join(err, buffer.ErrUnavailable))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timeout.C:
+			return fmt.Errorf("natsjs: append to %s: no acknowledgement within %s: %w", topic, b.cfg.Timeout, buffer.ErrUnavailable)
+		}
+	}
+	return nil
+}
+
+func (b *Buffer) offsetKey(group, topic string, p int) string {
+	return sanitize(group) + "." + sanitize(topic) + "." + strconv.Itoa(p)
+}
+
+// committed returns the committed next offset of a group's partition (0: none).
+func (b *Buffer) committed(ctx context.Context, group, topic string, p int) (uint64, error) {
+	e, err := b.offsets.Get(ctx, b.offsetKey(group, topic, p))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if len(e.Value()) != 8 {
+		return 0, fmt.Errorf("natsjs: offset %s is corrupt", e.Key())
+	}
+	return binary.BigEndian.Uint64(e.Value()), nil
+}
+
+// Consume reads every partition of topic from the group's committed offsets.
+func (b *Buffer) Consume(ctx context.Context, topic, group string) (buffer.Consumer, error) {
+	n, err := b.partitions(topic)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c := &consumer{b: b, topic: topic, group: group, recs: make(chan buffer.Record, 1024), cancel: cancel, done: make(chan struct{})}
+	var iters []jetstream.MessagesContext
+	fail := func(err error) (buffer.Consumer, error) {
+		cancel()
+		for _, it := range iters {
+			it.Stop()
+		}
+		return nil, err
+	}
+	rctx, rcancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer rcancel()
+	for p := range n {
+		next, err := b.committed(rctx, group, topic, p)
+		if err != nil {
+			return fail(fmt.Errorf("natsjs: offsets of %s/%s: %w", group, topic, err))
+		}
+		oc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{b.subject(topic, p)}, DeliverPolicy: jetstream.DeliverAllPolicy}
+		if next > 0 {
+			oc.DeliverPolicy, oc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, next
+		}
+		cons, err := b.js.OrderedConsumer(rctx, b.stream(topic, p), oc)
+		if err != nil {
+			return fail(fmt.Errorf("natsjs: consume %s: %w", topic, err))
+		}
+		it, err := cons.Messages()
+		if err != nil {
+			return fail(fmt.Errorf("natsjs: consume %s: %w", topic, err))
+		}
+		iters = append(iters, it)
+	}
+	c.wg.Add(len(iters))
+	for p, it := range iters {
+		go c.read(cctx, p, it)
+	}
+	go func() {
+		c.wg.Wait()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+// Close closes the connection; pending Appends fail.
+func (b *Buffer) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+	b.nc.Close()
+	return nil
+}
+
+type consumer struct {
+	b            *Buffer
+	topic, group string
+	recs         chan buffer.Record
+	cancel       context.CancelFunc
+	wg           sync.WaitGroup
+	done         chan struct{} // closed when every reader stopped
+
+	mu     sync.Mutex
+	err    error
+	closed bool
+}
+
+// read moves one partition's messages to the consumer's channel.
+func (c *consumer) read(ctx context.Context, p int, it jetstream.MessagesContext) {
+	defer c.wg.Done()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				c.mu.Lock()
+				c.err = fmt.Errorf("natsjs: reading %s partition %d: %w", c.topic, p, err)
+				c.mu.Unlock()
+				c.cancel()
+			}
+			return
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			continue
+		}
+		rec := buffer.Record{Topic: c.topic, Partition: p, Offset: meta.Sequence.Stream,
+			Key: []byte(m.Headers().Get(headerKey)), Value: m.Data()}
+		select {
+		case c.recs <- rec:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Fetch waits for at least one record and returns up to max.
+func (c *consumer) Fetch(ctx context.Context, max int) ([]buffer.Record, error) {
+	var out []buffer.Record
+	select {
+	case r := <-c.recs:
+		out = append(out, r)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.done:
+		return nil, c.stopErr()
+	}
+	for len(out) < max {
+		select {
+		case r := <-c.recs:
+			out = append(out, r)
+		default:
+			return out, nil
+		}
+	}
+	return out, nil
+}
+
+func (c *consumer) stopErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	return buffer.ErrClosed
+}
+
+// Commit stores next as the group's offset of partition.
+func (c *consumer) Commit(ctx context.Context, partition int, next uint64) error {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return buffer.ErrClosed
+	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], next)
+	ctx, cancel := context.WithTimeout(ctx, c.b.cfg.Timeout)
+	defer cancel()
+	if _, err := c.b.offsets.Put(ctx, c.b.offsetKey(c.group, c.topic, partition), v[:]); err != nil {
+		return fmt.Errorf("natsjs: commit %s/%s/%d: %w", c.group, c.topic, partition, err)
+	}
+	return nil
+}
+
+// Close stops the readers; a Fetch in progress returns ErrClosed.
+func (c *consumer) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel()
+	<-c.done
+	return nil
+}
+
+func redact(url string) string {
+	if i := strings.Index(url, "@"); i >= 0 {
+		if j := strings.Index(url, "://"); j >= 0 && j < i {
+			return url[:j+3] + "…" + url[i:]
+		}
+	}
+	return url
+}
+
+var _ buffer.Buffer = (*Buffer)(nil)
