@@ -64,7 +64,8 @@ type App struct {
 	log     *slog.Logger
 	metrics *obs.Metrics
 
-	buf     *embedded.Log
+	db      *embedded.Log // the state store's database; also the log when the buffer is embedded
+	buf     buffer.Buffer // the log between the stages
 	store   *state.Store
 	dbs     map[string]*sqlsink.DB
 	gateway *ingest.Gateway
@@ -274,17 +275,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	ec := embedded.Config{Dir: filepath.Join(dataDir, "log"), Logger: a.log}
-	if d := cfg.Embedded.MinSyncInterval; d != nil {
-		ec.MinSyncInterval = d.D()
-		if ec.MinSyncInterval == 0 {
-			ec.MinSyncInterval = -1 // none
-		}
-	}
-	if a.buf, err = embedded.Open(ec); err != nil {
-		return nil, fmt.Errorf("open log: %w", err)
-	}
-	if a.store, err = state.New(a.buf); err != nil {
+	if err := a.openStorage(ctx, dataDir); err != nil {
 		return nil, err
 	}
 
@@ -421,7 +412,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if a.gateway, err = ingest.New(ingest.Config{
 		Topic: pipeline.TopicProcess, MaxBody: int64(cfg.Limits.MaxBody), MaxBatchLines: cfg.Limits.MaxBatchLines,
 		MaxInFlight: cfg.Limits.MaxInFlight,
-		Clients:     c.clients, Types: c.types, Logger: a.log, Health: a.buf.Err,
+		Clients:     c.clients, Types: c.types, Logger: a.log, Health: a.db.Err,
 		OnAccepted: func(typ string, n int) { m.Accepted.WithLabelValues(typ).Add(float64(n)) },
 	}, a.store); err != nil {
 		return nil, err
@@ -656,7 +647,7 @@ func (a *App) watchLog(ctx context.Context, failed chan<- error) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := a.buf.Err(); err != nil {
+			if err := a.db.Err(); err != nil {
 				failed <- fmt.Errorf("the log refuses writes: %w", err)
 				return
 			}
@@ -691,8 +682,13 @@ func (a *App) close() {
 	for _, db := range a.dbs {
 		db.Close()
 	}
-	if a.buf != nil {
+	if a.buf != nil && a.buf != buffer.Buffer(a.db) {
 		if err := a.buf.Close(); err != nil {
+			a.log.Error("closing the buffer", "err", err)
+		}
+	}
+	if a.db != nil {
+		if err := a.db.Close(); err != nil {
 			a.log.Error("closing the log", "err", err)
 		}
 	}

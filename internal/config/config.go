@@ -18,8 +18,11 @@ import (
 
 // Config is a whole Weir configuration.
 type Config struct {
-	Listen    Listen     `yaml:"listen"`
-	DataDir   string     `yaml:"data_dir"`
+	Listen  Listen `yaml:"listen"`
+	DataDir string `yaml:"data_dir"`
+	// Buffer is the log between the stages: "embedded" (default: Pebble in data_dir),
+	// "nats://host:4222[,nats://…]" (NATS JetStream) or "kafka://broker:9092[,broker:9092]".
+	Buffer    string     `yaml:"buffer"`
 	Embedded  Embedded   `yaml:"embedded"`
 	Admin     Admin      `yaml:"admin"`
 	Limits    Limits     `yaml:"limits"`

@@ -59,6 +59,7 @@ func (c *Config) applyDefaults() {
 	setStr(&c.Listen.Ingest, DefaultIngestAddr)
 	setStr(&c.Listen.Admin, DefaultAdminAddr)
 	setStr(&c.DataDir, "./weir-data")
+	setStr(&c.Buffer, "embedded")
 	l := &c.Limits
 	setSize(&l.MaxBody, DefaultMaxBody)
 	setInt(&l.MaxBatchLines, 10000)
@@ -201,6 +202,9 @@ func (c *Config) validate(p *Problems) {
 	}
 	if c.Limits.MaxBody < 1024 {
 		p.Add("limits.max_body", "must be at least 1KiB, got %d bytes", c.Limits.MaxBody)
+	}
+	if b := c.Buffer; b != "embedded" && !strings.HasPrefix(b, "nats://") && !strings.HasPrefix(b, "tls://") && !strings.HasPrefix(b, "kafka://") {
+		p.Add("buffer", "%q is not embedded, nats://host:port or kafka://host:port", b)
 	}
 	if d := c.Embedded.MinSyncInterval; d != nil && (*d < 0 || d.D() > 100*time.Millisecond) {
 		p.Add("embedded.min_sync_interval", "must be between 0s and 100ms, got %s", d.D())

@@ -108,6 +108,9 @@ func Open(ctx context.Context, cfg Config) (*Buffer, error) {
 	return b, nil
 }
 
+// Replicas is the number of copies of each stream.
+func (b *Buffer) Replicas() int { return b.cfg.Replicas }
+
 // sanitize makes a topic or group name usable in stream names, subjects and keys.
 func sanitize(s string) string {
 	return strings.Map(func(r rune) rune {
