@@ -409,6 +409,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		return nil, err
 	}
 
+	if lg, ok := a.buf.(buffer.Lagger); ok {
+		a.metrics.Registry.MustRegister(newLagCollector(a, lg))
+	}
+
 	if a.gateway, err = ingest.New(ingest.Config{
 		Topic: pipeline.TopicProcess, MaxBody: int64(cfg.Limits.MaxBody), MaxBatchLines: cfg.Limits.MaxBatchLines,
 		MaxInFlight: cfg.Limits.MaxInFlight,

@@ -79,6 +79,13 @@ type Consumer interface {
 	Close() error
 }
 
+// Lagger is an optional capability of a Buffer: how far a consumer group is behind. Weir's
+// metrics ask for it on every scrape (the autoscaling signal), from any goroutine.
+type Lagger interface {
+	// Lag returns, for each partition of topic, how many records group has not committed.
+	Lag(ctx context.Context, topic, group string) ([]int64, error)
+}
+
 // Partition maps a key to one of n partitions (FNV-1a). Every backend uses it so that a key
 // lands in the same partition whatever the backend.
 func Partition(key []byte, n int) int {

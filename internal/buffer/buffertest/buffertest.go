@@ -73,6 +73,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"DurableAcrossReopen", testReopen},
 		{"CommitsSurviveReopen", testCommitsSurviveReopen},
 		{"CrashKeepsAcknowledged", testCrash},
+		{"Lag", testLag},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -762,5 +763,51 @@ func testCrash(t *testing.T, h Harness) {
 			t.Fatalf("round %d: %d of %d acknowledged records lost", round, lost, len(acked))
 		}
 		t.Logf("round %d: %d acknowledged, %d present after the crash", round, len(acked), len(recs))
+	}
+}
+
+// testLag checks a Lagger (skipped for buffers without the capability): lag counts what a group
+// has not committed, per partition, and drops as the group commits.
+func testLag(t *testing.T, h Harness) {
+	b := open(t, h)
+	lg, ok := b.(buffer.Lagger)
+	if !ok {
+		t.Skip("buffer reports no lag")
+	}
+	topic := ensure(t, b, 2, "g")
+	sum := func() int64 {
+		lag, err := lg.Lag(ctx(t), topic, "g")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(lag) != 2 {
+			t.Fatalf("lag of %d partitions, want 2", len(lag))
+		}
+		return lag[0] + lag[1]
+	}
+	if n := sum(); n != 0 {
+		t.Fatalf("lag %d of an empty topic", n)
+	}
+	appendSpread(t, b, topic, 6, "lag")
+	if n := sum(); n != 6 {
+		t.Fatalf("lag %d after 6 appends", n)
+	}
+	c := consume(t, b, topic, "g")
+	recs := fetchN(t, c, 6)
+	last := map[int]uint64{}
+	for _, r := range recs {
+		last[r.Partition] = r.Offset
+	}
+	for p, off := range last {
+		if err := c.Commit(ctx(t), p, off+1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(Wait)
+	for sum() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("lag %d after committing everything", sum())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -442,6 +442,29 @@ func (l *Log) loadPartitions(t *topic) error {
 	return nil
 }
 
+// Lag returns, per partition, the durable records the group has not committed.
+func (l *Log) Lag(_ context.Context, topicName, groupName string) ([]int64, error) {
+	t := l.lookup(topicName)
+	if t == nil {
+		return nil, fmt.Errorf("embedded: unknown topic %q", topicName)
+	}
+	t.mu.Lock()
+	g := t.groups[groupName]
+	t.mu.Unlock()
+	out := make([]int64, len(t.parts))
+	for p := range t.parts {
+		end := t.parts[p].hwm.Load()
+		var done uint64
+		if g != nil {
+			done = g.committed[p].Load()
+		}
+		if end > done {
+			out[p] = int64(end - done)
+		}
+	}
+	return out, nil
+}
+
 // DB returns the Pebble instance, for Weir's state store to keep its data next to the log and
 // commit "offset advanced + outputs + dedup marker" atomically. Its keys must not use the log's
 // prefixes (PrefixRecords, PrefixOffsets, PrefixTopics), it must commit through Apply, and it must
@@ -753,4 +776,7 @@ func (l *Log) runCleanup() {
 	}
 }
 
-var _ buffer.Buffer = (*Log)(nil)
+var (
+	_ buffer.Buffer = (*Log)(nil)
+	_ buffer.Lagger = (*Log)(nil)
+)

@@ -313,6 +313,35 @@ func (b *Buffer) Consume(ctx context.Context, topic, group string) (buffer.Consu
 	return c, nil
 }
 
+// Lag returns, per partition, the stored records the group has not committed.
+func (b *Buffer) Lag(ctx context.Context, topic, group string) ([]int64, error) {
+	n, err := b.partitions(topic)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	out := make([]int64, n)
+	for p := range n {
+		s, err := b.js.Stream(ctx, b.stream(topic, p))
+		if err != nil {
+			return nil, fmt.Errorf("natsjs: lag of %s: %w", topic, err)
+		}
+		next, err := b.committed(ctx, group, topic, p)
+		if err != nil {
+			return nil, fmt.Errorf("natsjs: lag of %s: %w", topic, err)
+		}
+		last := s.CachedInfo().State.LastSeq // sequences start at 1: next = last+1 when caught up
+		if next == 0 {
+			next = 1
+		}
+		if last+1 > next {
+			out[p] = int64(last + 1 - next)
+		}
+	}
+	return out, nil
+}
+
 // Close closes the connection; pending Appends fail.
 func (b *Buffer) Close() error {
 	b.mu.Lock()
@@ -441,4 +470,7 @@ func redact(url string) string {
 	return url
 }
 
-var _ buffer.Buffer = (*Buffer)(nil)
+var (
+	_ buffer.Buffer = (*Buffer)(nil)
+	_ buffer.Lagger = (*Buffer)(nil)
+)

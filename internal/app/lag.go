@@ -1,0 +1,41 @@
+package app
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/weirhq/weir/internal/buffer"
+)
+
+// lagCollector reports each stage's lag per partition on every scrape: the records of its
+// topic that its consumer group has not committed — the signal an autoscaler (KEDA) scales on.
+type lagCollector struct {
+	a    *App
+	lag  buffer.Lagger
+	desc *prometheus.Desc
+}
+
+func newLagCollector(a *App, lag buffer.Lagger) *lagCollector {
+	return &lagCollector{a: a, lag: lag, desc: prometheus.NewDesc("weir_stage_lag",
+		"Records of a stage's topic its consumer group has not committed, by partition.", []string{"stage", "partition"}, nil)}
+}
+
+func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, s := range c.a.stages {
+		lag, err := c.lag.Lag(ctx, s.cfg.Topic, s.cfg.Group)
+		if err != nil {
+			c.a.log.Warn("reading a stage's lag", "stage", s.cfg.Name, "err", err)
+			continue
+		}
+		for p, n := range lag {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), s.cfg.Name, strconv.Itoa(p))
+		}
+	}
+}

@@ -1,0 +1,480 @@
+// Package kafka is the buffer on Apache Kafka (or a Kafka-compatible service such as Azure Event
+// Hubs or Redpanda), for running Weir where a team already operates a Kafka cluster.
+//
+// A Weir topic is a Kafka topic with the same name and partition count; a record's offset is its
+// Kafka offset, which is contiguous within a partition as the buffer contract wants, because Weir
+// never writes transactions (whose control records take offsets) and never creates compacted
+// topics. Appends go to an explicit partition, buffer.Partition(key, n), never Kafka's own
+// partitioner, so a key lands in the same partition on every backend.
+//
+// The producer is idempotent and waits for acks=all: an Append returns once every in-sync replica
+// has every record. Topics created with three or more replicas also get min.insync.replicas=2, so
+// "all in-sync replicas" can never shrink to the leader alone.
+//
+// A consumer group's committed offsets live in Kafka's own group offset storage, but a consumer
+// never joins the group: it assigns itself every partition, starting at the committed offsets, and
+// commits as a "simple" group member (generation -1). One stage instance per group reads a topic;
+// sharing the partitions of a group among instances with cooperative rebalancing comes later.
+//
+// Kafka deletes records by time or size (retention.ms, retention.bytes), not by what the groups
+// declared in TopicConfig.Groups have committed: the cluster's retention must outlast the longest
+// time a stage can fall behind, or records are deleted unread.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/weirhq/weir/internal/buffer"
+)
+
+// Config configures the Kafka buffer.
+type Config struct {
+	// Brokers are the seed brokers, host:port.
+	Brokers []string
+	// Opts are extra franz-go client options, applied after Weir's own: SASL and TLS (Azure Event
+	// Hubs needs both), client ID, and so on. They apply to the producer and to every consumer.
+	Opts []kgo.Opt
+	// Replication is the replication factor of the topics Weir creates (default: 3 when the
+	// cluster has at least three brokers, else 1).
+	Replication int
+	// Timeout bounds one Append, one commit and one administrative call (default 10s).
+	Timeout time.Duration
+	Logger  *slog.Logger
+}
+
+// Buffer is the Kafka buffer. It implements buffer.Buffer.
+type Buffer struct {
+	cfg Config
+	cl  *kgo.Client  // producer, and the client under adm
+	adm *kadm.Client // topics and group offsets
+
+	mu        sync.Mutex
+	topics    map[string]int // partition counts of the topics seen
+	consumers map[*consumer]struct{}
+	closed    bool
+}
+
+// Open connects to the cluster and learns its size.
+func Open(ctx context.Context, cfg Config) (*Buffer, error) {
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("kafka: no brokers")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Brokers = append([]string(nil), cfg.Brokers...)
+	cfg.Opts = append([]kgo.Opt(nil), cfg.Opts...)
+	b := &Buffer{cfg: cfg, topics: map[string]int{}, consumers: map[*consumer]struct{}{}}
+	opts := append(b.clientOpts(),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		// Appends are synchronous: records that arrive while a request is in flight are batched
+		// anyway, so waiting for more only adds latency to every Append.
+		kgo.ProducerLinger(0),
+	)
+	cl, err := kgo.NewClient(append(opts, cfg.Opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: %w", err)
+	}
+	b.cl, b.adm = cl, kadm.NewClient(cl)
+	mctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	meta, err := b.adm.BrokerMetadata(mctx)
+	if err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("kafka: connect to %v: %w", cfg.Brokers, errors.Join(err, buffer.ErrUnavailable))
+	}
+	if b.cfg.Replication <= 0 {
+		b.cfg.Replication = 1
+		if len(meta.Brokers) >= 3 {
+			b.cfg.Replication = 3
+		}
+	}
+	if b.cfg.Replication < 3 {
+		cfg.Logger.Warn("Kafka topics have fewer than 3 replicas: an acknowledged message can be lost with one broker",
+			"replication", b.cfg.Replication, "brokers", len(meta.Brokers))
+	}
+	return b, nil
+}
+
+// clientOpts are the options every client of the buffer starts with; Config.Opts follow them.
+func (b *Buffer) clientOpts() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.SeedBrokers(b.cfg.Brokers...),
+		kgo.ClientID("weir"),
+		kgo.WithLogger(logger{b.cfg.Logger}),
+	}
+}
+
+func (b *Buffer) check() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return buffer.ErrClosed
+	}
+	return nil
+}
+
+// EnsureTopic creates the topic, or checks that the existing topic has the same number of
+// partitions. It looks before it creates, so that a principal allowed to use a topic but not to
+// create topics (usual on managed clusters) can run Weir on topics an operator created.
+func (b *Buffer) EnsureTopic(ctx context.Context, t buffer.TopicConfig) error {
+	if err := b.check(); err != nil {
+		return err
+	}
+	if t.Partitions < 1 || t.Partitions > math.MaxInt32 {
+		return fmt.Errorf("kafka: topic %q: %d partitions", t.Name, t.Partitions)
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	configs := map[string]*string{"cleanup.policy": kadm.StringPtr("delete")}
+	if b.cfg.Replication >= 3 {
+		configs["min.insync.replicas"] = kadm.StringPtr("2")
+	}
+	for {
+		n, err := b.lookup(ctx, t.Name)
+		if err == nil {
+			if n != t.Partitions {
+				return fmt.Errorf("kafka: topic %q has %d partitions, not %d", t.Name, n, t.Partitions)
+			}
+			return nil
+		}
+		if !errors.Is(err, kerr.UnknownTopicOrPartition) {
+			return err
+		}
+		_, err = b.adm.CreateTopic(ctx, int32(t.Partitions), int16(b.cfg.Replication), configs, t.Name)
+		if err == nil {
+			b.remember(t.Name, t.Partitions)
+			return nil
+		}
+		if !errors.Is(err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("kafka: create topic %q: %w", t.Name, err)
+		}
+		// Another instance created it meanwhile, or it is still being created: look again once
+		// its metadata has had a moment to spread.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("kafka: topic %q exists but has no metadata: %w", t.Name, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// lookup asks the cluster for the partition count of topic and remembers it. It fails with
+// kerr.UnknownTopicOrPartition when the topic does not exist.
+func (b *Buffer) lookup(ctx context.Context, topic string) (int, error) {
+	topics, err := b.adm.ListTopics(ctx, topic)
+	if err != nil {
+		return 0, fmt.Errorf("kafka: topic %q: %w", topic, errors.Join(err, buffer.ErrUnavailable))
+	}
+	d, ok := topics[topic]
+	if !ok {
+		return 0, fmt.Errorf("kafka: topic %q: %w", topic, kerr.UnknownTopicOrPartition)
+	}
+	if d.Err != nil {
+		return 0, fmt.Errorf("kafka: topic %q: %w", topic, d.Err)
+	}
+	b.remember(topic, len(d.Partitions))
+	return len(d.Partitions), nil
+}
+
+func (b *Buffer) remember(topic string, n int) {
+	b.mu.Lock()
+	b.topics[topic] = n
+	b.mu.Unlock()
+}
+
+// partitions returns the partition count of topic: from memory, or asked of the cluster once.
+// Partition counts are fixed (EnsureTopic refuses another), so a count once seen stays true.
+func (b *Buffer) partitions(ctx context.Context, topic string) (int, error) {
+	b.mu.Lock()
+	closed := b.closed
+	n, ok := b.topics[topic]
+	b.mu.Unlock()
+	if closed {
+		return 0, buffer.ErrClosed
+	}
+	if ok {
+		return n, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	n, err := b.lookup(ctx, topic)
+	if errors.Is(err, kerr.UnknownTopicOrPartition) {
+		return 0, fmt.Errorf("kafka: unknown topic %q (EnsureTopic first)", topic)
+	}
+	return n, err
+}
+
+// Append produces msgs, each to its key's partition, and waits until every one is acknowledged
+// by all in-sync replicas. If the wait ends first (ctx, Timeout), records still buffered are
+// failed; records already sent may yet be written, as with any unacknowledged Append.
+func (b *Buffer) Append(ctx context.Context, topic string, msgs []buffer.Message) error {
+	n, err := b.partitions(ctx, topic)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	actx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	done := make(chan error, len(msgs)) // every promise runs, even after we stopped waiting
+	for _, m := range msgs {
+		r := &kgo.Record{Topic: topic, Partition: int32(buffer.Partition(m.Key, n)), Key: m.Key, Value: m.Value}
+		b.cl.Produce(actx, r, func(_ *kgo.Record, err error) { done <- err })
+	}
+	for range msgs {
+		var err error
+		select {
+		case err = <-done:
+		case <-actx.Done():
+			err = actx.Err()
+		}
+		if err != nil {
+			return b.appendError(ctx, topic, err)
+		}
+	}
+	return nil
+}
+
+// appendError classifies a failed Append: the caller's own context, the buffer closed, a record
+// Kafka can never take, or (everything else) the cluster unavailable for now.
+func (b *Buffer) appendError(ctx context.Context, topic string, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		return fmt.Errorf("kafka: append to %s: %w", topic, ctx.Err())
+	case errors.Is(err, kgo.ErrClientClosed) || b.check() != nil:
+		return fmt.Errorf("kafka: append to %s: %w", topic, buffer.ErrClosed)
+	case errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("kafka: append to %s: no acknowledgement within %s: %w", topic, b.cfg.Timeout, buffer.ErrUnavailable)
+	case errors.Is(err, kerr.MessageTooLarge), errors.Is(err, kerr.RecordListTooLarge),
+		errors.Is(err, kerr.InvalidRecord), errors.Is(err, kerr.CorruptMessage):
+		return fmt.Errorf("kafka: append to %s: %w", topic, err)
+	default:
+		return fmt.Errorf("kafka: append to %s: %w", topic, errors.Join(err, buffer.ErrUnavailable))
+	}
+}
+
+// committed returns the group's committed next offset of each partition of topic that has one.
+func (b *Buffer) committed(ctx context.Context, topic, group string) (map[int32]int64, error) {
+	resps, err := b.adm.FetchOffsets(ctx, group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		// Kafka answers a group that never committed with no offsets; kfake with this error.
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int32]int64)
+	for p, r := range resps[topic] {
+		if r.Err != nil {
+			return nil, fmt.Errorf("partition %d: %w", p, r.Err)
+		}
+		if r.At >= 0 {
+			out[p] = r.At
+		}
+	}
+	return out, nil
+}
+
+// Consume reads every partition of topic, each from the group's committed offset or, when the
+// group has none, from the start. The consumer does not join the group (see the package
+// comment): two consumers of one group read the same records.
+func (b *Buffer) Consume(ctx context.Context, topic, group string) (buffer.Consumer, error) {
+	n, err := b.partitions(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	octx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	next, err := b.committed(octx, topic, group)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: offsets of %s/%s: %w", group, topic, err)
+	}
+	start := make(map[int32]kgo.Offset, n)
+	for p := range int32(n) {
+		start[p] = kgo.NewOffset().AtStart()
+		if off, ok := next[p]; ok {
+			start[p] = kgo.NewOffset().At(off)
+		}
+	}
+	opts := append(b.clientOpts(), b.cfg.Opts...)
+	cl, err := kgo.NewClient(append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}))...)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: consume %s: %w", topic, err)
+	}
+	c := &consumer{b: b, topic: topic, group: group, partitions: n, cl: cl}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		cl.Close()
+		return nil, buffer.ErrClosed
+	}
+	b.consumers[c] = struct{}{}
+	return c, nil
+}
+
+// Close closes the consumers and the producer; pending Appends fail with ErrClosed.
+func (b *Buffer) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	consumers := make([]*consumer, 0, len(b.consumers))
+	for c := range b.consumers {
+		consumers = append(consumers, c)
+	}
+	b.mu.Unlock()
+	for _, c := range consumers {
+		_ = c.Close()
+	}
+	b.cl.Close()
+	return nil
+}
+
+// consumer reads one topic for one group with its own client, which holds the records fetched
+// ahead of Fetch.
+type consumer struct {
+	b            *Buffer
+	topic, group string
+	partitions   int
+	cl           *kgo.Client
+
+	mu      sync.Mutex
+	pending error // a fetch error seen with records, returned by the next Fetch
+	closed  bool
+}
+
+// Fetch waits for at least one record and returns up to max; the client keeps the rest for the
+// next Fetch.
+func (c *consumer) Fetch(ctx context.Context, max int) ([]buffer.Record, error) {
+	if max < 1 {
+		max = 1
+	}
+	for {
+		c.mu.Lock()
+		closed, pending := c.closed, c.pending
+		c.pending = nil
+		c.mu.Unlock()
+		if closed {
+			return nil, buffer.ErrClosed
+		}
+		if pending != nil {
+			return nil, pending
+		}
+		fetches := c.cl.PollRecords(ctx, max)
+		var ferr error
+		fetches.EachError(func(topic string, p int32, err error) {
+			if ferr == nil {
+				ferr = c.fetchError(ctx, p, err)
+			}
+		})
+		recs := make([]buffer.Record, 0, fetches.NumRecords())
+		fetches.EachRecord(func(r *kgo.Record) {
+			recs = append(recs, buffer.Record{Topic: r.Topic, Partition: int(r.Partition), Offset: uint64(r.Offset),
+				Key: r.Key, Value: r.Value})
+		})
+		if len(recs) > 0 {
+			if ferr != nil {
+				c.mu.Lock()
+				c.pending = ferr
+				c.mu.Unlock()
+			}
+			return recs, nil
+		}
+		if ferr != nil {
+			return nil, ferr
+		}
+		// A poll can end with neither records nor errors (an empty fetch response): wait again.
+	}
+}
+
+// fetchError turns an error out of a poll into Fetch's error.
+func (c *consumer) fetchError(ctx context.Context, p int32, err error) error {
+	switch {
+	case errors.Is(err, kgo.ErrClientClosed):
+		return buffer.ErrClosed
+	case ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		return ctx.Err()
+	case p < 0:
+		return fmt.Errorf("kafka: reading %s: %w", c.topic, err)
+	default:
+		// kgo.ErrDataLoss among others: the broker lost records and the client resumed
+		// elsewhere. The stage hears of it; the next Fetch continues.
+		return fmt.Errorf("kafka: reading %s partition %d: %w", c.topic, p, err)
+	}
+}
+
+// Commit commits next as the group's offset of partition, outside any group generation.
+func (c *consumer) Commit(ctx context.Context, partition int, next uint64) error {
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return buffer.ErrClosed
+	}
+	if err := c.b.check(); err != nil {
+		return err
+	}
+	if partition < 0 || partition >= c.partitions || next > math.MaxInt64 {
+		return fmt.Errorf("kafka: commit %s/%s: partition %d, offset %d out of range", c.group, c.topic, partition, next)
+	}
+	var os kadm.Offsets
+	os.Add(kadm.Offset{Topic: c.topic, Partition: int32(partition), At: int64(next), LeaderEpoch: -1})
+	ctx, cancel := context.WithTimeout(ctx, c.b.cfg.Timeout)
+	defer cancel()
+	if err := c.b.adm.CommitAllOffsets(ctx, c.group, os); err != nil {
+		return fmt.Errorf("kafka: commit %s/%s/%d: %w", c.group, c.topic, partition, err)
+	}
+	return nil
+}
+
+// Close closes the consumer's client; a Fetch in progress returns ErrClosed.
+func (c *consumer) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.b.mu.Lock()
+	delete(c.b.consumers, c)
+	c.b.mu.Unlock()
+	c.cl.Close()
+	return nil
+}
+
+// logger passes franz-go's warnings and errors to slog.
+type logger struct{ l *slog.Logger }
+
+func (logger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (g logger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lv := slog.LevelWarn
+	if level == kgo.LogLevelError {
+		lv = slog.LevelError
+	}
+	g.l.Log(context.Background(), lv, "kafka client: "+msg, keyvals...)
+}
+
+var _ buffer.Buffer = (*Buffer)(nil)
