@@ -33,6 +33,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/weirhq/weir/internal/buffer"
 )
@@ -68,6 +69,9 @@ type Buffer struct {
 func Open(ctx context.Context, cfg Config) (*Buffer, error) {
 	if len(cfg.Brokers) == 0 {
 		return nil, errors.New("kafka: no brokers")
+	}
+	if cfg.Replication > math.MaxInt16 {
+		return nil, fmt.Errorf("kafka: replication %d", cfg.Replication)
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
@@ -144,7 +148,8 @@ func (b *Buffer) EnsureTopic(ctx context.Context, t buffer.TopicConfig) error {
 	if b.cfg.Replication >= 3 {
 		configs["min.insync.replicas"] = kadm.StringPtr("2")
 	}
-	for {
+	created := false // by this call or, meanwhile, by another instance
+	for wait := time.Duration(0); ; wait = min(2*wait+10*time.Millisecond, 500*time.Millisecond) {
 		n, err := b.lookup(ctx, t.Name)
 		if err == nil {
 			if n != t.Partitions {
@@ -155,40 +160,52 @@ func (b *Buffer) EnsureTopic(ctx context.Context, t buffer.TopicConfig) error {
 		if !errors.Is(err, kerr.UnknownTopicOrPartition) {
 			return err
 		}
-		_, err = b.adm.CreateTopic(ctx, int32(t.Partitions), int16(b.cfg.Replication), configs, t.Name)
-		if err == nil {
-			b.remember(t.Name, t.Partitions)
-			return nil
+		if !created {
+			_, err = b.adm.CreateTopic(ctx, int32(t.Partitions), int16(b.cfg.Replication), configs, t.Name)
+			if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+				return fmt.Errorf("kafka: create topic %q: %w", t.Name, err)
+			}
+			created = true
+			continue
 		}
-		if !errors.Is(err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("kafka: create topic %q: %w", t.Name, err)
-		}
-		// Another instance created it meanwhile, or it is still being created: look again once
-		// its metadata has had a moment to spread.
+		// The topic exists but its metadata has not reached the broker we asked yet. Waiting
+		// for it also replaces the "unknown topic" that the client's metadata cache holds since
+		// the first lookup (see lookup).
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("kafka: topic %q exists but has no metadata: %w", t.Name, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
+			return fmt.Errorf("kafka: topic %q was created but has no metadata: %w", t.Name, ctx.Err())
+		case <-time.After(wait):
 		}
 	}
 }
 
 // lookup asks the cluster for the partition count of topic and remembers it. It fails with
 // kerr.UnknownTopicOrPartition when the topic does not exist.
+//
+// It sends a metadata request of its own, which also refreshes the client's metadata cache: kadm
+// answers from that cache (kgo.Client.RequestCachedMetadata), which keeps an "unknown topic" for
+// MetadataMinAge (5s), so after a lookup, a create and a kadm call, the topic would seem missing
+// for five seconds.
 func (b *Buffer) lookup(ctx context.Context, topic string) (int, error) {
-	topics, err := b.adm.ListTopics(ctx, topic)
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, b.cl)
 	if err != nil {
 		return 0, fmt.Errorf("kafka: topic %q: %w", topic, errors.Join(err, buffer.ErrUnavailable))
 	}
-	d, ok := topics[topic]
-	if !ok {
-		return 0, fmt.Errorf("kafka: topic %q: %w", topic, kerr.UnknownTopicOrPartition)
+	for _, t := range resp.Topics {
+		if t.Topic == nil || *t.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			return 0, fmt.Errorf("kafka: topic %q: %w", topic, err)
+		}
+		b.remember(topic, len(t.Partitions))
+		return len(t.Partitions), nil
 	}
-	if d.Err != nil {
-		return 0, fmt.Errorf("kafka: topic %q: %w", topic, d.Err)
-	}
-	b.remember(topic, len(d.Partitions))
-	return len(d.Partitions), nil
+	return 0, fmt.Errorf("kafka: topic %q: %w", topic, kerr.UnknownTopicOrPartition)
 }
 
 func (b *Buffer) remember(topic string, n int) {
@@ -276,7 +293,7 @@ func (b *Buffer) appendError(ctx context.Context, topic string, err error) error
 func (b *Buffer) committed(ctx context.Context, topic, group string) (map[int32]int64, error) {
 	resps, err := b.adm.FetchOffsets(ctx, group)
 	if errors.Is(err, kerr.GroupIDNotFound) {
-		// Kafka answers a group that never committed with no offsets; kfake with this error.
+		// A group that never committed: Kafka answers with no offsets, kfake with this error.
 		return nil, nil
 	}
 	if err != nil {
@@ -329,6 +346,44 @@ func (b *Buffer) Consume(ctx context.Context, topic, group string) (buffer.Consu
 	}
 	b.consumers[c] = struct{}{}
 	return c, nil
+}
+
+// Lag returns, per partition, how many records group has not committed: the end offset (high
+// watermark) minus the committed offset, or minus the log start when the group has none or
+// committed below it (those records are deleted: nobody will read them).
+func (b *Buffer) Lag(ctx context.Context, topic, group string) ([]int64, error) {
+	n, err := b.partitions(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	ends, err := b.adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: lag of %s: %w", topic, err)
+	}
+	starts, err := b.adm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: lag of %s: %w", topic, err)
+	}
+	next, err := b.committed(ctx, topic, group)
+	if err != nil {
+		return nil, fmt.Errorf("kafka: lag of %s/%s: %w", group, topic, err)
+	}
+	out := make([]int64, n)
+	for p := range int32(n) {
+		end, ok := ends.Lookup(topic, p)
+		start, ok2 := starts.Lookup(topic, p)
+		if !ok || !ok2 || end.Err != nil || start.Err != nil {
+			return nil, fmt.Errorf("kafka: lag of %s: no offsets of partition %d: %w", topic, p, errors.Join(end.Err, start.Err))
+		}
+		from := start.Offset
+		if off, ok := next[p]; ok && off > from {
+			from = off
+		}
+		out[p] = max(end.Offset-from, 0)
+	}
+	return out, nil
 }
 
 // Close closes the consumers and the producer; pending Appends fail with ErrClosed.
@@ -477,4 +532,7 @@ func (g logger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	g.l.Log(context.Background(), lv, "kafka client: "+msg, keyvals...)
 }
 
-var _ buffer.Buffer = (*Buffer)(nil)
+var (
+	_ buffer.Buffer = (*Buffer)(nil)
+	_ buffer.Lagger = (*Buffer)(nil)
+)
