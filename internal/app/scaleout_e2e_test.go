@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/weirhq/weir/internal/drone"
 	"github.com/weirhq/weir/internal/state"
@@ -31,8 +32,19 @@ func runNATS(t *testing.T) string {
 // The Drone Delivery example on NATS JetStream instead of the embedded log: ingest, the process
 // hop, the workflow stage and the retry machinery's re-injections all go through JetStream;
 // every request ends completed or compensated, each effect once.
-func TestDroneDeliveryOnNATS(t *testing.T) {
-	url := runNATS(t)
+func TestDroneDeliveryOnNATS(t *testing.T) { droneDeliveryOn(t, runNATS(t)) }
+
+// The same on a three-broker Kafka-protocol cluster (franz-go's kfake).
+func TestDroneDeliveryOnKafka(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	droneDeliveryOn(t, "kafka://"+strings.Join(c.ListenAddrs(), ","))
+}
+
+func droneDeliveryOn(t *testing.T, url string) {
 	svc := drone.New(drone.Config{MaxLatency: time.Millisecond, Transient: 0.05, Permanent: 0.02, Seed: 6})
 	h := startDroneExample(t, svc, "data_dir: ${WEIR_DATA_DIR:-./weir-data}", "buffer: "+url+"\ndata_dir: ${WEIR_DATA_DIR:-./weir-data}")
 	const n = 1000

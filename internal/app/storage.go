@@ -2,12 +2,19 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+
 	"github.com/weirhq/weir/internal/buffer/embedded"
+	"github.com/weirhq/weir/internal/buffer/kafka"
 	"github.com/weirhq/weir/internal/buffer/natsjs"
+	"github.com/weirhq/weir/internal/config"
 	"github.com/weirhq/weir/internal/state"
 )
 
@@ -42,9 +49,39 @@ func (a *App) openStorage(ctx context.Context, dataDir string) error {
 		a.buf = b
 		owner = state.External{Log: a.db, Buffer: b}
 		a.log.Info("buffer: NATS JetStream", "replicas", b.Replicas())
+	case strings.HasPrefix(cfg.Buffer, "kafka://"):
+		b, err := kafka.Open(ctx, kafkaConfig(cfg, a.log))
+		if err != nil {
+			return err
+		}
+		a.buf = b
+		owner = state.External{Log: a.db, Buffer: b}
+		a.log.Info("buffer: Kafka", "brokers", kafkaBrokers(cfg.Buffer))
 	default:
-		return fmt.Errorf("buffer %q: not supported by this build", cfg.Buffer)
+		return fmt.Errorf("buffer %q: not supported", cfg.Buffer)
 	}
 	a.store, err = state.New(owner)
 	return err
+}
+
+// kafkaBrokers reads the brokers of kafka://host:port[,host:port…].
+func kafkaBrokers(url string) []string {
+	var out []string
+	for _, b := range strings.Split(strings.TrimPrefix(url, "kafka://"), ",") {
+		if b = strings.TrimPrefix(strings.TrimSpace(b), "kafka://"); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func kafkaConfig(cfg *config.Config, log *slog.Logger) kafka.Config {
+	k := kafka.Config{Brokers: kafkaBrokers(cfg.Buffer), Replication: cfg.Kafka.Replication, Logger: log}
+	if cfg.Kafka.TLS {
+		k.Opts = append(k.Opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+	}
+	if s := cfg.Kafka.SASL; s.Mechanism == "plain" {
+		k.Opts = append(k.Opts, kgo.SASL(plain.Auth{User: s.Username, Pass: string(s.Password)}.AsMechanism()))
+	}
+	return k
 }

@@ -24,6 +24,7 @@ type Config struct {
 	// "nats://host:4222[,nats://…]" (NATS JetStream) or "kafka://broker:9092[,broker:9092]".
 	Buffer    string     `yaml:"buffer"`
 	Embedded  Embedded   `yaml:"embedded"`
+	Kafka     Kafka      `yaml:"kafka"`
 	Admin     Admin      `yaml:"admin"`
 	Limits    Limits     `yaml:"limits"`
 	Runtime   Runtime    `yaml:"runtime"`
@@ -52,6 +53,20 @@ type Embedded struct {
 	// before its fsync either way; this trades up to the interval of latency for far fewer fsyncs
 	// under concurrency.
 	MinSyncInterval *Duration `yaml:"min_sync_interval"`
+}
+
+// Kafka configures the connection of a kafka:// buffer (Azure Event Hubs: tls, and SASL PLAIN
+// with the user "$ConnectionString" and the namespace's connection string as password).
+type Kafka struct {
+	TLS  bool `yaml:"tls"`
+	SASL struct {
+		Mechanism string `yaml:"mechanism"` // plain (the only one for now)
+		Username  string `yaml:"username"`
+		Password  Secret `yaml:"password"`
+	} `yaml:"sasl"`
+	// Replication is the replication factor of the topics Weir creates (default: 3 when the
+	// cluster has three brokers or more, else 1).
+	Replication int `yaml:"replication"`
 }
 
 // Admin configures the admin listener.

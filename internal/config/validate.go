@@ -206,6 +206,14 @@ func (c *Config) validate(p *Problems) {
 	if b := c.Buffer; b != "embedded" && !strings.HasPrefix(b, "nats://") && !strings.HasPrefix(b, "tls://") && !strings.HasPrefix(b, "kafka://") {
 		p.Add("buffer", "%q is not embedded, nats://host:port or kafka://host:port", b)
 	}
+	if k := c.Kafka; k.SASL.Mechanism != "" && k.SASL.Mechanism != "plain" {
+		p.Add("kafka.sasl.mechanism", "%q is not supported (plain)", k.SASL.Mechanism)
+	} else if k.SASL.Mechanism == "plain" && (k.SASL.Username == "" || k.SASL.Password == "") {
+		p.Add("kafka.sasl", "plain needs a username and a password")
+	}
+	if c.Kafka.Replication < 0 {
+		p.Add("kafka.replication", "must not be negative")
+	}
 	if d := c.Embedded.MinSyncInterval; d != nil && (*d < 0 || d.D() > 100*time.Millisecond) {
 		p.Add("embedded.min_sync_interval", "must be between 0s and 100ms, got %s", d.D())
 	}
