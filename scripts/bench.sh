@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the figures of docs/benchmarks.md: each scenario RUNS times (default 3), reports in
 # bench-results/<scenario>-<n>.json, then prints the medians. Needs PostgreSQL on 127.0.0.1:5432
-# for the postgres scenario. Usage: scripts/bench.sh [RUNS] [all|throughput|failure|xml|workflow]
+# for the postgres scenario. Usage: scripts/bench.sh [RUNS] [all|throughput|failure|xml|workflow|buffers]
 # "failure" runs only the poison-message pairs of "Failure handling (issue 3)"; the memory figure
 # of that section is scripts/bench-dedup-memory.sh.
 set -euo pipefail
@@ -125,6 +125,39 @@ for name in ("workflow-saturated", "workflow-nosync", "workflow-open2k"):
         ratio = med([r["workflows"]["completed_per_sec"] / r["workflow_ceiling"]["requests_per_sec"] for r in rs])
         line += f"  ceiling {med(c):.0f}/s (weir/ceiling {ratio:.2f})"
     print(line)
+PY
+fi
+if [[ $which == all || $which == buffers ]]; then
+  # The same end-to-end run (quickstart: ingest → jq → SQLite → signed webhook, pipeline running)
+  # on the embedded log, on a 3-node NATS JetStream cluster (in another process, fsync always,
+  # R3) and on a 3-broker kfake cluster — all on the same two cores.
+  go build -o bin/weir-devcluster ./cmd/weir-devcluster
+  for kind in embedded nats kafka; do
+    url=""
+    if [[ $kind != embedded ]]; then
+      bin/weir-devcluster $kind > "$out/devcluster-$kind.txt" 2>&1 &
+      dc=$!
+      for _ in $(seq 1 120); do grep -q '^buffer:' "$out/devcluster-$kind.txt" && break; sleep 0.5; done
+      url=$(sed -n 's/^buffer: //p' "$out/devcluster-$kind.txt")
+    fi
+    for i in $(seq 1 "$runs"); do
+      echo "== buffer-$kind run $i" >&2
+      $w bench --self ${url:+--buffer "$url"} -c 64 -d 10s --json "$out/buffer-$kind-$i.json" >/dev/null 2>&1
+    done
+    [[ $kind != embedded ]] && kill "$dc" && wait "$dc" 2>/dev/null || true
+  done
+  python3 - "$out" "$runs" <<'PY'
+import json, statistics, sys
+out, runs = sys.argv[1], int(sys.argv[2])
+med = statistics.median
+for kind in ("embedded", "nats", "kafka"):
+    rs = [json.load(open(f"{out}/buffer-{kind}-{i}.json")) for i in range(1, runs + 1)]
+    rps = [r["weir"]["req_per_sec"] for r in rs]
+    e2e = [r["end_to_end"]["msg_per_sec"] for r in rs]
+    p99 = [r["weir"]["latency"]["p99_ns"] / 1e6 for r in rs]
+    lat = [r["end_to_end"]["good_latency"]["p99_ns"] / 1e6 for r in rs]
+    print(f"{kind:9} ingest req/s {med(rps):7.0f} (runs {', '.join(f'{x:.0f}' for x in rps)})  ingest p99 {med(p99):6.1f} ms"
+          f"  e2e msg/s {med(e2e):7.0f}  e2e p99 {med(lat):7.1f} ms  complete {all(r['end_to_end']['complete'] for r in rs)}")
 PY
 fi
 [[ $which == all || $which == throughput ]] || exit 0
