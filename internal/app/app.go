@@ -409,6 +409,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		return nil, err
 	}
 
+	if rt.AdaptiveConcurrency {
+		a.adaptConcurrency()
+	}
 	if lg, ok := a.buf.(buffer.Lagger); ok {
 		a.metrics.Registry.MustRegister(newLagCollector(a, lg))
 	}

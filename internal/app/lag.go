@@ -3,11 +3,14 @@ package app
 import (
 	"context"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/weirhq/weir/internal/buffer"
+	"github.com/weirhq/weir/internal/pipeline"
+	"github.com/weirhq/weir/internal/runtime"
 )
 
 // lagCollector reports each stage's lag per partition on every scrape: the records of its
@@ -37,5 +40,21 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 		for p, n := range lag {
 			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), s.cfg.Name, strconv.Itoa(p))
 		}
+	}
+}
+
+// adaptConcurrency gives every deliver and workflow stage an adaptive concurrency limit (between
+// one handler call and its workers), reported as weir_stage_concurrency_limit.
+func (a *App) adaptConcurrency() {
+	for i := range a.stages {
+		s := &a.stages[i].cfg
+		if s.Topic != pipeline.TopicWorkflow && !strings.HasPrefix(s.Topic, pipeline.DeliverTopic("")) {
+			continue
+		}
+		l := runtime.NewAdaptiveLimit(1, s.Workers)
+		s.Limiter = l
+		a.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "weir_stage_concurrency_limit",
+			Help: "The adaptive limit on a stage's handler calls in flight.", ConstLabels: prometheus.Labels{"stage": s.Name}},
+			func() float64 { return float64(l.Current()) }))
 	}
 }

@@ -95,7 +95,11 @@ type Runtime struct {
 	Workers        int `yaml:"workers"`
 	DeliverWorkers int `yaml:"deliver_workers"`
 	// WorkflowConcurrency bounds the workflow runs in flight at once (default 512).
-	WorkflowConcurrency int      `yaml:"workflow_concurrency"`
+	WorkflowConcurrency int `yaml:"workflow_concurrency"`
+	// AdaptiveConcurrency lets each deliver and workflow stage find its own concurrency, up to
+	// its configured bound: more while latency holds, less on transient failures or growing
+	// latency (default false: always the bound).
+	AdaptiveConcurrency bool     `yaml:"adaptive_concurrency"`
 	Window              int      `yaml:"window"`
 	BatchSize           int      `yaml:"batch_size"`
 	ShutdownTimeout     Duration `yaml:"shutdown_timeout"`

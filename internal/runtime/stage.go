@@ -60,6 +60,9 @@ type Config struct {
 	// Pause, when set, stops the stage while it is paused (a paused endpoint): it neither
 	// fetches nor starts handler calls; records stay in the log, or in memory once fetched.
 	Pause Pauser
+	// Limiter, when set, adapts the handler calls in flight between 1 and Workers (see
+	// AdaptiveLimit); without it the stage runs Workers calls at once.
+	Limiter Limiter
 	// OnRetry is told about transient failures before the retry is scheduled (optional).
 	OnRetry func(rec buffer.Record, attempt int, err error, next time.Duration)
 	Logger  *slog.Logger
@@ -117,8 +120,10 @@ type partition struct {
 }
 
 type result struct {
-	batch []*item
-	errs  []error
+	batch    []*item
+	errs     []error
+	took     time.Duration
+	inflight int // calls in flight when it was dispatched
 }
 
 // Stage is a running consumer group. Create it with Run.
@@ -132,7 +137,7 @@ type Stage struct {
 	fetched chan []buffer.Record
 	results chan result
 	retries chan *item
-	work    chan []*item
+	work    chan work
 	stopped chan struct{} // closed when the dispatcher stops taking retries
 
 	parts   map[int]*partition
@@ -156,7 +161,7 @@ func Run(ctx context.Context, b buffer.Buffer, cfg Config, h Handler) error {
 		fetched: make(chan []buffer.Record, 4),
 		results: make(chan result, cfg.Workers),
 		retries: make(chan *item, 64),
-		work:    make(chan []*item),
+		work:    make(chan work),
 		stopped: make(chan struct{}),
 		parts:   map[int]*partition{},
 		busy:    map[string][]*item{},
@@ -185,8 +190,10 @@ func (s *Stage) run(ctx context.Context) error {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			for batch := range s.work {
-				s.results <- result{batch: batch, errs: s.call(workCtx, batch)}
+			for w := range s.work {
+				start := time.Now()
+				errs := s.call(workCtx, w.batch)
+				s.results <- result{batch: w.batch, errs: errs, took: time.Since(start), inflight: w.inflight}
 			}
 		}()
 	}
@@ -197,8 +204,8 @@ func (s *Stage) run(ctx context.Context) error {
 	var pending []*item // the batch offered to the workers, taken from ready
 loop:
 	for {
-		var work chan []*item
-		if pending == nil && len(s.ready) > 0 && s.running < s.cfg.Workers && !s.paused() {
+		var workc chan work
+		if pending == nil && len(s.ready) > 0 && s.running < s.limit() && !s.paused() {
 			var err error
 			if pending, err = s.nextBatch(); err != nil {
 				runErr = err
@@ -206,7 +213,7 @@ loop:
 			}
 		}
 		if pending != nil {
-			work = s.work
+			workc = s.work
 		}
 		select {
 		case <-ctx.Done():
@@ -226,7 +233,7 @@ loop:
 				runErr = err
 				break loop
 			}
-		case work <- pending:
+		case workc <- work{batch: pending, inflight: s.running + 1}:
 			pending = nil
 			s.running++
 		case <-tick.C:
@@ -251,11 +258,11 @@ loop:
 	if runErr == nil {
 	drain:
 		for pending != nil || len(s.ready) > 0 || s.running > 0 {
-			var work chan []*item
+			var workc chan work
 			if s.paused() && pending == nil && s.running == 0 {
 				break drain // what is left runs after the restart
 			}
-			if pending == nil && len(s.ready) > 0 && s.running < s.cfg.Workers && !s.paused() {
+			if pending == nil && len(s.ready) > 0 && s.running < s.limit() && !s.paused() {
 				var err error
 				if pending, err = s.nextBatch(); err != nil {
 					runErr = err
@@ -263,10 +270,10 @@ loop:
 				}
 			}
 			if pending != nil {
-				work = s.work
+				workc = s.work
 			}
 			select {
-			case work <- pending:
+			case workc <- work{batch: pending, inflight: s.running + 1}:
 				pending = nil
 				s.running++
 			case r := <-s.results:
@@ -412,7 +419,24 @@ func (s *Stage) call(ctx context.Context, batch []*item) (errs []error) {
 	return errs
 }
 
+// work is a batch handed to a worker.
+type work struct {
+	batch    []*item
+	inflight int
+}
+
+// limit is how many handler calls may run now.
+func (s *Stage) limit() int {
+	if s.cfg.Limiter == nil {
+		return s.cfg.Workers
+	}
+	return clamp(s.cfg.Limiter.Limit(), 1, s.cfg.Workers)
+}
+
 func (s *Stage) finish(r result) error {
+	if s.cfg.Limiter != nil {
+		s.cfg.Limiter.Observe(r.took, r.inflight, overloaded(r.errs))
+	}
 	if s.cfg.Done != nil {
 		var ok []buffer.Record
 		for i, it := range r.batch {
