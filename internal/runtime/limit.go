@@ -32,8 +32,8 @@ type AdaptiveLimit struct {
 	Tolerance float64 // smoothed latency over Tolerance × baseline backs off (default 2)
 
 	limit    float64
-	smoothed float64 // ns
-	baseline float64 // ns
+	smoothed float64      // ns
+	baseline float64      // ns
 	current  atomic.Int64 // the limit, for readers on other goroutines (metrics)
 }
 
