@@ -409,6 +409,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		return nil, err
 	}
 
+	a.reportInFlight()
 	if rt.AdaptiveConcurrency {
 		a.adaptConcurrency()
 	}

@@ -58,3 +58,16 @@ func (a *App) adaptConcurrency() {
 			func() float64 { return float64(l.Current()) }))
 	}
 }
+
+// reportInFlight gives every stage a weir_stage_in_flight gauge: records fetched and not
+// finished, at most runtime.window — near the window, the stage is the bottleneck.
+func (a *App) reportInFlight() {
+	for i := range a.stages {
+		s := &a.stages[i].cfg
+		st := &runtime.Stats{}
+		s.Stats = st
+		a.metrics.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "weir_stage_in_flight",
+			Help: "Records a stage fetched and has not finished.", ConstLabels: prometheus.Labels{"stage": s.Name}},
+			func() float64 { return float64(st.InFlight.Load()) }))
+	}
+}

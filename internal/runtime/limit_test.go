@@ -109,3 +109,39 @@ func TestAdaptiveLimitRecoversFromASlowerPeer(t *testing.T) {
 		t.Fatalf("limit %d after the peer settled at 50ms, want 64", l.Limit())
 	}
 }
+
+// Stats.InFlight counts the records fetched and not finished, and returns to zero.
+func TestStatsCountInFlight(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	defer l.Close()
+	fill(t, l, "st", 10, 10)
+	release := make(chan struct{})
+	rec := newRecorder(10)
+	h := func(_ context.Context, recs []buffer.Record) []error {
+		<-release
+		for _, r := range recs {
+			rec.add(r)
+		}
+		return nil
+	}
+	st := &runtime.Stats{}
+	stop := run(t, l, runtime.Config{Name: "st", Topic: "st", Group: "g", Workers: 2, BatchSize: 1, Stats: st}, h)
+	deadline := time.Now().Add(10 * time.Second)
+	for st.InFlight.Load() != 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("in flight %d, want 10", st.InFlight.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wait(t, rec.done)
+	for st.InFlight.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("in flight %d after all finished", st.InFlight.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := stop(); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+}

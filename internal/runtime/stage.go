@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weirhq/weir/internal/buffer"
@@ -60,6 +61,8 @@ type Config struct {
 	// Pause, when set, stops the stage while it is paused (a paused endpoint): it neither
 	// fetches nor starts handler calls; records stay in the log, or in memory once fetched.
 	Pause Pauser
+	// Stats, when set, is kept up to date for metrics readers on other goroutines.
+	Stats *Stats
 	// Limiter, when set, adapts the handler calls in flight between 1 and Workers (see
 	// AdaptiveLimit); without it the stage runs Workers calls at once.
 	Limiter Limiter
@@ -96,6 +99,13 @@ func (c *Config) defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+}
+
+// Stats are a stage's live figures.
+type Stats struct {
+	// InFlight counts the records fetched and not finished (at most Config.Window): handled,
+	// waiting for their key, or waiting for an in-memory retry.
+	InFlight atomic.Int64
 }
 
 // Pauser says whether a stage must hold off, and waits until it may go on.
@@ -165,6 +175,9 @@ func Run(ctx context.Context, b buffer.Buffer, cfg Config, h Handler) error {
 		stopped: make(chan struct{}),
 		parts:   map[int]*partition{},
 		busy:    map[string][]*item{},
+	}
+	if cfg.Stats != nil {
+		s.window.used = &cfg.Stats.InFlight
 	}
 	return s.run(ctx)
 }
@@ -555,6 +568,7 @@ type window struct {
 	mu    sync.Mutex
 	free  int
 	avail chan struct{} // closed when free grows
+	used  *atomic.Int64 // slots taken, for Config.Stats (nil: not reported)
 }
 
 func newWindow(n int) *window { return &window{free: n, avail: make(chan struct{})} }
@@ -567,6 +581,9 @@ func (w *window) acquire(ctx context.Context, max int) (int, error) {
 			n := min(w.free, max)
 			w.free -= n
 			w.mu.Unlock()
+			if w.used != nil {
+				w.used.Add(int64(n))
+			}
 			return n, nil
 		}
 		ch := w.avail
@@ -588,4 +605,7 @@ func (w *window) release(n int) {
 	close(w.avail)
 	w.avail = make(chan struct{})
 	w.mu.Unlock()
+	if w.used != nil {
+		w.used.Add(-int64(n))
+	}
 }
