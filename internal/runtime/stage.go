@@ -154,6 +154,7 @@ type Stage struct {
 	busy    map[string][]*item // key → records waiting behind the one in flight
 	ready   []*item
 	running int
+	stats   *Stats
 }
 
 // Run consumes cfg.Topic as cfg.Group until ctx ends, then drains: it stops fetching, lets
@@ -176,8 +177,8 @@ func Run(ctx context.Context, b buffer.Buffer, cfg Config, h Handler) error {
 		parts:   map[int]*partition{},
 		busy:    map[string][]*item{},
 	}
-	if cfg.Stats != nil {
-		s.window.used = &cfg.Stats.InFlight
+	if s.stats = cfg.Stats; s.stats == nil {
+		s.stats = &Stats{} // counted either way: one atomic add per record
 	}
 	return s.run(ctx)
 }
@@ -362,6 +363,7 @@ func (s *Stage) fetch(ctx context.Context) error {
 // admit queues fetched records: each joins its partition's commit queue, and becomes ready
 // unless an earlier record with the same key is still unfinished.
 func (s *Stage) admit(recs []buffer.Record) {
+	s.stats.InFlight.Add(int64(len(recs)))
 	for _, r := range recs {
 		it := &item{rec: r, key: string(r.Key)}
 		p := s.parts[r.Partition]
@@ -518,6 +520,7 @@ func (s *Stage) finish(r result) error {
 // done marks it finished, releases the next record of its key and advances the commit point.
 func (s *Stage) done(it *item) {
 	it.done = true
+	s.stats.InFlight.Add(-1)
 	s.window.release(1)
 	if waiting := s.busy[it.key]; len(waiting) > 0 {
 		s.ready = append(s.ready, waiting[0])
@@ -568,7 +571,6 @@ type window struct {
 	mu    sync.Mutex
 	free  int
 	avail chan struct{} // closed when free grows
-	used  *atomic.Int64 // slots taken, for Config.Stats (nil: not reported)
 }
 
 func newWindow(n int) *window { return &window{free: n, avail: make(chan struct{})} }
@@ -581,9 +583,6 @@ func (w *window) acquire(ctx context.Context, max int) (int, error) {
 			n := min(w.free, max)
 			w.free -= n
 			w.mu.Unlock()
-			if w.used != nil {
-				w.used.Add(int64(n))
-			}
 			return n, nil
 		}
 		ch := w.avail
@@ -605,7 +604,4 @@ func (w *window) release(n int) {
 	close(w.avail)
 	w.avail = make(chan struct{})
 	w.mu.Unlock()
-	if w.used != nil {
-		w.used.Add(-int64(n))
-	}
 }
