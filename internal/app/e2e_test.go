@@ -21,6 +21,7 @@ import (
 	"github.com/weirhq/weir/internal/app"
 	"github.com/weirhq/weir/internal/deliver"
 	"github.com/weirhq/weir/internal/partner"
+	"github.com/weirhq/weir/internal/pipeline"
 )
 
 const secret = "whsec_dGVzdC1zZWNyZXQtZm9yLWUyZS10ZXN0cy0xMjM0NQ=="
@@ -190,10 +191,17 @@ func TestEndToEndSQLite(t *testing.T) {
 	if total != 2.5 || !strings.Contains(payload, `"currency":"EUR"`) {
 		t.Fatalf("row: total %v payload %s", total, payload)
 	}
+	o7 := 0
 	for _, d := range h.partner.Deliveries() {
-		if d.ID == "o-7" && !strings.Contains(string(d.Body), `"total":2.5`) {
-			t.Fatalf("delivered body: %s", d.Body)
+		if d.ID == pipeline.WebhookID("acme", "order", "o-7") {
+			o7++
+			if !strings.Contains(string(d.Body), `"total":2.5`) {
+				t.Fatalf("delivered body: %s", d.Body)
+			}
 		}
+	}
+	if o7 == 0 {
+		t.Fatalf("o-7 not delivered under its webhook-id")
 	}
 
 	// The status trail says delivered, to its sender only.

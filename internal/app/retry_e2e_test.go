@@ -3,7 +3,8 @@ package app_test
 // End-to-end tests of failure handling: durable retries on the endpoints' and steps' schedules
 // (max_attempts, max_age, across restarts), dead letters (exhausted, permanent, gone, removed)
 // with their notifications, endpoint health (failing, paused on 410 Gone or after pause_after),
-// replay and discard through the admin API, and deduplication across a restart. Each test runs a
+// replay and discard through the admin API, deduplication across a restart, and webhook-ids that
+// tell apart the same message id of two clients or types but stay put across retries. Each test runs a
 // whole weir (app.New + Run) against a real partner on 127.0.0.1 whose answers it switches at
 // runtime, with schedules of a few hundred milliseconds.
 
@@ -31,6 +32,7 @@ import (
 	"github.com/weirhq/weir/internal/config"
 	"github.com/weirhq/weir/internal/deliver"
 	"github.com/weirhq/weir/internal/partner"
+	"github.com/weirhq/weir/internal/pipeline"
 )
 
 // hit is one request the flaky partner received.
@@ -146,6 +148,9 @@ func (f *flaky) set(answer func(hit) int) {
 	f.answer = answer
 	f.mu.Unlock()
 }
+
+// wid is the webhook-id of acme's message id of type typ.
+func wid(typ, id string) string { return pipeline.WebhookID("acme", typ, id) }
 
 // hitsFor returns the requests that carried webhook-id id, in arrival order.
 func (f *flaky) hitsFor(id string) []hit {
@@ -428,18 +433,19 @@ func TestRetryPartnerDownThenBack(t *testing.T) {
 	p, down := newFailingFlaky(t, http.StatusServiceUnavailable)
 	h := startFlaky(t, p, `retry: {schedule: [100ms, 200ms, 300ms], jitter: 0, max_attempts: 100}`)
 
-	// The note type has no id pointer: each message gets a UUIDv7, the webhook-id of all its attempts.
+	// The note type has no id pointer: each message gets a UUIDv7, from which its webhook-id, the
+	// same on all its attempts, is derived.
 	const n = 30
 	ids := make([]string, n)
-	byID := map[string]int{}
+	byWID := map[string]int{} // webhook-id → message number
 	for i := range n {
 		ids[i] = h.post("note", fmt.Sprintf(`{"n":%d}`, i))
-		byID[ids[i]] = i
+		byWID[wid("note", ids[i])] = i
 	}
 	eventually(t, "three failed attempts of every message", func() bool {
 		got := p.attempts()
 		for _, id := range ids {
-			if got[id] < 3 {
+			if got[wid("note", id)] < 3 {
 				return false
 			}
 		}
@@ -455,7 +461,7 @@ func TestRetryPartnerDownThenBack(t *testing.T) {
 
 	eventually(t, "every message delivered", func() bool {
 		for _, id := range ids {
-			if p.ok(id) == 0 {
+			if p.ok(wid("note", id)) == 0 {
 				return false
 			}
 		}
@@ -489,14 +495,14 @@ func TestRetryPartnerDownThenBack(t *testing.T) {
 		if err := json.Unmarshal(x.Body, &body); err != nil {
 			t.Fatalf("body %s: %v", x.Body, err)
 		}
-		// The webhook-id is the message's id on every attempt: the body's n says which message.
-		if i, ok := byID[x.ID]; !ok || i != body.N {
+		// The webhook-id is the message's on every attempt: the body's n says which message.
+		if i, ok := byWID[x.ID]; !ok || i != body.N {
 			t.Errorf("attempt of message %d carried webhook-id %s", body.N, x.ID)
 		}
 	}
 	for i, id := range ids {
-		hits := p.hitsFor(id)
-		if got := p.ok(id); got != 1 {
+		hits := p.hitsFor(wid("note", id))
+		if got := p.ok(wid("note", id)); got != 1 {
 			t.Errorf("message %d: %d 2xx answers, want 1", i, got)
 		}
 		if last := hits[len(hits)-1]; last.Code != http.StatusNoContent {
@@ -527,8 +533,22 @@ func TestRetryPartnerDownThenBack(t *testing.T) {
 // Messages the partner always refuses with 500 are dead-lettered after exactly max_attempts
 // attempts; all the others are delivered once.
 func TestRetryPoisonMessagesExhausted(t *testing.T) {
+	const n = 100
+	var lines, good, poison []string
+	refused := map[string]bool{} // the webhook-ids of the poison messages
+	for i := range n {
+		id := fmt.Sprintf("m-%03d", i)
+		if i%25 == 24 {
+			id += "-poison"
+			poison = append(poison, id)
+			refused[wid("event", id)] = true
+		} else {
+			good = append(good, id)
+		}
+		lines = append(lines, fmt.Sprintf(`{"id":%q,"i":%d}`, id, i))
+	}
 	p := newFlaky(t, func(x hit) int {
-		if strings.HasSuffix(x.ID, "-poison") {
+		if refused[x.ID] {
 			return http.StatusInternalServerError
 		}
 		return 0
@@ -536,24 +556,11 @@ func TestRetryPoisonMessagesExhausted(t *testing.T) {
 	// The schedule's last delay repeats until max_attempts.
 	const k = 3
 	h := startFlaky(t, p, fmt.Sprintf("retry: {schedule: [100ms], jitter: 0, max_attempts: %d}", k))
-
-	const n = 100
-	var lines, good, poison []string
-	for i := range n {
-		id := fmt.Sprintf("m-%03d", i)
-		if i%25 == 24 {
-			id += "-poison"
-			poison = append(poison, id)
-		} else {
-			good = append(good, id)
-		}
-		lines = append(lines, fmt.Sprintf(`{"id":%q,"i":%d}`, id, i))
-	}
 	h.postBatch("event", lines)
 
 	eventually(t, "good messages delivered and poison ones dead-lettered", func() bool {
 		for _, id := range good {
-			if p.ok(id) == 0 {
+			if p.ok(wid("event", id)) == 0 {
 				return false
 			}
 		}
@@ -575,7 +582,7 @@ func TestRetryPoisonMessagesExhausted(t *testing.T) {
 			d.Type != "event" || d.Client != "acme" || d.Topic != "deliver.partner" || !strings.Contains(d.Response, "500") {
 			t.Errorf("%s: dead letter %+v", id, d)
 		}
-		if got := len(p.hitsFor(id)); got != k {
+		if got := len(p.hitsFor(wid("event", id))); got != k {
 			t.Errorf("%s: %d attempts at the partner, want %d", id, got, k)
 		}
 		// The status trail: K attempt events, the last one dead-lettered with the letter's id.
@@ -604,7 +611,7 @@ func TestRetryPoisonMessagesExhausted(t *testing.T) {
 		}
 	}
 	for _, id := range good {
-		if got, ok := len(p.hitsFor(id)), p.ok(id); got != 1 || ok != 1 {
+		if got, ok := len(p.hitsFor(wid("event", id))), p.ok(wid("event", id)); got != 1 || ok != 1 {
 			t.Errorf("%s: %d attempts, %d 2xx; want 1 and 1", id, got, ok)
 		}
 	}
@@ -656,11 +663,11 @@ func TestRetryGonePausesEndpoint(t *testing.T) {
 	}
 	settle()
 	for _, id := range later {
-		if got := len(p.hitsFor(id)); got != 0 {
+		if got := len(p.hitsFor(wid("event", id))); got != 0 {
 			t.Errorf("%s attempted %d times while the endpoint is paused", id, got)
 		}
 	}
-	if got := len(p.hitsFor("g-1")); got != 1 {
+	if got := len(p.hitsFor(wid("event", "g-1"))); got != 1 {
 		t.Errorf("g-1 attempted %d times, want 1", got)
 	}
 
@@ -670,7 +677,7 @@ func TestRetryGonePausesEndpoint(t *testing.T) {
 	}
 	eventually(t, "later messages delivered after the resume", func() bool {
 		for _, id := range later {
-			if p.ok(id) == 0 {
+			if p.ok(wid("event", id)) == 0 {
 				return false
 			}
 		}
@@ -681,15 +688,15 @@ func TestRetryGonePausesEndpoint(t *testing.T) {
 	if a.code != 200 || a.body["replayed"] != 1.0 {
 		t.Fatalf("replay: %d %s", a.code, a.raw)
 	}
-	eventually(t, "the gone message delivered after its replay", func() bool { return p.ok("g-1") == 1 })
+	eventually(t, "the gone message delivered after its replay", func() bool { return p.ok(wid("event", "g-1")) == 1 })
 	eventually(t, "g-1 delivered", func() bool { s, _ := h.status("g-1"); return s == "delivered" })
 	settle()
 	for _, id := range append(later, "g-1") {
-		if got := p.ok(id); got != 1 {
+		if got := p.ok(wid("event", id)); got != 1 {
 			t.Errorf("%s: %d 2xx answers, want 1", id, got)
 		}
 	}
-	if got := len(p.hitsFor("g-1")); got != 2 {
+	if got := len(p.hitsFor(wid("event", "g-1"))); got != 2 {
 		t.Errorf("g-1: %d attempts, want the 410 and the replay's 2xx", got)
 	}
 	if st := h.endpointState(); st["state"] != deliver.Healthy {
@@ -709,7 +716,7 @@ func TestRetryPauseHoldsNewMessages(t *testing.T) {
 	h := startFlaky(t, p, `retry: {schedule: [100ms], jitter: 0, max_attempts: 5}`)
 	// Deliver one message so that the stage is idle, waiting for the next record.
 	h.post("event", `{"id":"first"}`)
-	eventually(t, "the first message delivered", func() bool { return p.ok("first") == 1 })
+	eventually(t, "the first message delivered", func() bool { return p.ok(wid("event", "first")) == 1 })
 	for _, how := range []string{"operator", "gone"} {
 		if how == "operator" {
 			if a := h.admin().do("POST", "/v1/admin/endpoints/partner/pause", "", "", "", nil); a.code != 200 || a.body["state"] != deliver.Paused {
@@ -724,36 +731,36 @@ func TestRetryPauseHoldsNewMessages(t *testing.T) {
 		id := "after-" + how
 		h.post("event", fmt.Sprintf(`{"id":%q}`, id))
 		settle()
-		if got := len(p.hitsFor(id)); got != 0 {
+		if got := len(p.hitsFor(wid("event", id))); got != 0 {
 			t.Errorf("paused by %s: a later message was attempted %d times while the endpoint is paused", how, got)
 		}
 		if a := h.admin().do("POST", "/v1/admin/endpoints/partner/resume", "", "", "", nil); a.code != 200 {
 			t.Fatalf("resume: %d %s", a.code, a.raw)
 		}
-		eventually(t, id+" delivered", func() bool { return p.ok(id) == 1 })
+		eventually(t, id+" delivered", func() bool { return p.ok(wid("event", id)) == 1 })
 	}
 }
 
 // A 3xx answer is a permanent failure: no retry, no redirect followed, a dead letter.
 func TestRetryRedirectIsPermanent(t *testing.T) {
+	codes := []int{301, 302, 303, 307, 308}
+	redirect := map[string]int{} // webhook-id of r-<code> → code
+	for _, c := range codes {
+		redirect[wid("event", fmt.Sprintf("r-%d", c))] = c
+	}
 	p := newFlaky(t, func(x hit) int {
 		if x.Path == "/moved" {
 			return 0
 		}
-		var code int
-		if _, err := fmt.Sscanf(x.ID, "r-%d", &code); err == nil {
-			return code
-		}
-		return 0
+		return redirect[x.ID]
 	})
 	h := startFlaky(t, p, `retry: {schedule: [100ms], jitter: 0, max_attempts: 5}`)
-	codes := []int{301, 302, 303, 307, 308}
 	for _, c := range codes {
 		h.post("event", fmt.Sprintf(`{"id":"r-%d"}`, c))
 	}
 	h.post("event", `{"id":"plain"}`)
 	eventually(t, "the redirected messages dead-lettered", func() bool { return len(h.letters("endpoint=partner")) == len(codes) })
-	eventually(t, "the plain message delivered", func() bool { return p.ok("plain") == 1 })
+	eventually(t, "the plain message delivered", func() bool { return p.ok(wid("event", "plain")) == 1 })
 	settle()
 
 	letters := byMessage(t, h.letters(""))
@@ -763,7 +770,7 @@ func TestRetryRedirectIsPermanent(t *testing.T) {
 		if d.Reason != "permanent" || d.Code != c || d.Attempts != 1 || d.Stage != "deliver" {
 			t.Errorf("%s: dead letter %+v", id, d)
 		}
-		if got := len(p.hitsFor(id)); got != 1 {
+		if got := len(p.hitsFor(wid("event", id))); got != 1 {
 			t.Errorf("%s: %d attempts, want 1", id, got)
 		}
 		s, trail := h.status(id)
@@ -795,6 +802,13 @@ func TestRetryReplayFromDeadLetters(t *testing.T) {
 		h.post("event", fmt.Sprintf(`{"id":%q}`, id))
 	}
 	notes := []string{h.post("note", `{"n":1}`), h.post("note", `{"n":2}`)}
+	msgOf := map[string]string{} // webhook-id → message id
+	for _, id := range events {
+		msgOf[wid("event", id)] = id
+	}
+	for _, id := range notes {
+		msgOf[wid("note", id)] = id
+	}
 	eventually(t, "six dead letters", func() bool { return len(h.letters("reason=exhausted")) == 6 })
 	settle()
 	broken.Store(false)
@@ -810,7 +824,7 @@ func TestRetryReplayFromDeadLetters(t *testing.T) {
 	if a.code != 200 || a.body["replayed"] != 1.0 {
 		t.Fatalf("replay %s: %d %s", one, a.code, a.raw)
 	}
-	eventually(t, "e-1 delivered", func() bool { return p.ok("e-1") == 1 })
+	eventually(t, "e-1 delivered", func() bool { return p.ok(wid("event", "e-1")) == 1 })
 	if a := adm.do("POST", "/v1/admin/dead-letters/"+one+"/replay", "", "", "", nil); a.code != 404 {
 		t.Errorf("second replay of %s: %d %s", one, a.code, a.raw)
 	}
@@ -848,7 +862,7 @@ func TestRetryReplayFromDeadLetters(t *testing.T) {
 	}
 	eventually(t, "the events delivered", func() bool {
 		for _, id := range events {
-			if p.ok(id) == 0 {
+			if p.ok(wid("event", id)) == 0 {
 				return false
 			}
 		}
@@ -863,8 +877,8 @@ func TestRetryReplayFromDeadLetters(t *testing.T) {
 	settle()
 
 	for _, id := range events {
-		hits := p.hitsFor(id)
-		if got := p.ok(id); got != 1 || len(hits) != 3 {
+		hits := p.hitsFor(wid("event", id))
+		if got := p.ok(wid("event", id)); got != 1 || len(hits) != 3 {
 			t.Errorf("%s: %d attempts with %d 2xx; want 2 failed, then one 2xx: %+v", id, len(hits), got, hits)
 		}
 		s, trail := h.status(id)
@@ -874,14 +888,16 @@ func TestRetryReplayFromDeadLetters(t *testing.T) {
 			t.Errorf("%s: status %s, trail %+v", id, s, evs)
 		}
 	}
+	// Every attempt carries the webhook-id of one of the messages, and an event's body its id.
 	for _, x := range p.all() {
-		if x.Body == nil || !x.Verified || !bytes.Contains(x.Body, []byte(x.ID)) && !slices.Contains(notes, x.ID) {
-			t.Errorf("attempt with webhook-id %s: body %s, verified %v", x.ID, x.Body, x.Verified)
+		id, known := msgOf[x.ID]
+		if x.Body == nil || !x.Verified || !known || !bytes.Contains(x.Body, []byte(id)) && !slices.Contains(notes, id) {
+			t.Errorf("attempt with webhook-id %s (message %q): body %s, verified %v", x.ID, id, x.Body, x.Verified)
 		}
 	}
 	// The notes are still dead, never delivered; discard them.
 	for _, id := range notes {
-		if got, ok := len(p.hitsFor(id)), p.ok(id); got != 2 || ok != 0 {
+		if got, ok := len(p.hitsFor(wid("note", id))), p.ok(wid("note", id)); got != 2 || ok != 0 {
 			t.Errorf("note %s: %d attempts, %d 2xx", id, got, ok)
 		}
 	}
@@ -939,7 +955,7 @@ func TestRetryProcessStepPermanent(t *testing.T) {
 			d.Topic != "process" || !strings.Contains(d.Error, "bad input") {
 			t.Errorf("%s: dead letter %+v", id, d)
 		}
-		if n := len(p.hitsFor(id)); n != 0 {
+		if n := len(p.hitsFor(wid("checked", id))); n != 0 {
 			t.Errorf("%s reached the partner %d times", id, n)
 		}
 		s, trail := h.status(id)
@@ -950,7 +966,7 @@ func TestRetryProcessStepPermanent(t *testing.T) {
 		}
 	}
 	for _, id := range good {
-		hits := p.hitsFor(id)
+		hits := p.hitsFor(wid("checked", id))
 		if len(hits) != 1 || hits[0].Code != 204 || !bytes.Contains(hits[0].Body, []byte(`"checked":true`)) {
 			t.Errorf("%s: hits %+v", id, hits)
 		}
@@ -985,6 +1001,80 @@ func TestRetryProcessStepPermanent(t *testing.T) {
 	}
 	if n := p.rcv.Count(); n != len(good) {
 		t.Errorf("partner accepted %d deliveries, want %d", n, len(good))
+	}
+}
+
+// Message ids are unique only per client and type, so the webhook-id is derived from all three:
+// the same id sent by two clients, and by one client under two types, reaches a partner that
+// deduplicates on webhook-id as three deliveries under three webhook-ids, and a retried one keeps
+// its webhook-id. (With webhook-id = message id the partner dropped all but the first.)
+func TestRetryWebhookIDPerClientAndType(t *testing.T) {
+	const id = "same-1"
+	acmeEvent, globexEvent, acmeNote := wid("event", id), pipeline.WebhookID("globex", "event", id), wid("note", id)
+	if acmeEvent == globexEvent || acmeEvent == acmeNote || globexEvent == acmeNote {
+		t.Fatalf("webhook-ids not distinct: %s %s %s", acmeEvent, globexEvent, acmeNote)
+	}
+	// The partner refuses the first attempt of acme's event once, then takes everything.
+	var refused atomic.Bool
+	p := newFlaky(t, func(x hit) int {
+		if x.ID == acmeEvent && refused.CompareAndSwap(false, true) {
+			return http.StatusServiceUnavailable
+		}
+		return 0
+	})
+	dir := t.TempDir()
+	path := retryConfig(t, dir, p.url, `retry: {schedule: [100ms], jitter: 0, max_attempts: 5}`)
+	orig, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withGlobex := strings.Replace(string(orig), "clients:\n", fmt.Sprintf("clients:\n  - {id: globex, token_hash: %s, types: [event]}\n", app.HashToken("globex-token")), 1)
+	if withGlobex == string(orig) {
+		t.Fatalf("no clients list in the config:\n%s", orig)
+	}
+	if err := os.WriteFile(path, []byte(withGlobex), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := launch(t, path, p.rcv)
+
+	if got := h.post("event", `{"id":"same-1","from":"acme"}`); got != id {
+		t.Fatalf("acme's event got id %s", got)
+	}
+	if a := h.do("POST", "/v1/messages/event", "globex", "globex-token", "application/json", []byte(`{"id":"same-1","from":"globex"}`)); a.code != 202 || a.body["id"] != id {
+		t.Fatalf("globex's event: %d %s", a.code, a.raw)
+	}
+	if a := h.do("POST", "/v1/messages/note", "acme", "acme-token", "application/json", []byte(`{"from":"acme's note"}`), "Idempotency-Key", id); a.code != 202 || a.body["id"] != id {
+		t.Fatalf("acme's note: %d %s", a.code, a.raw)
+	}
+	eventually(t, "three distinct deliveries", func() bool { return p.rcv.Unique() == 3 })
+	eventually(t, "acme's event delivered", func() bool { s, _ := h.status(id); return s == "delivered" })
+	settle()
+
+	if n := p.rcv.Count(); n != 3 {
+		t.Errorf("partner accepted %d deliveries, want 3", n)
+	}
+	for wid, from := range map[string]string{acmeEvent: `"from":"acme"`, globexEvent: `"from":"globex"`, acmeNote: `"from":"acme's note"`} {
+		hits := p.hitsFor(wid)
+		if p.ok(wid) != 1 || len(hits) == 0 || hits[len(hits)-1].Code != http.StatusNoContent {
+			t.Errorf("webhook-id %s (%s): %+v, want one 2xx, last", wid, from, hits)
+		}
+		for _, x := range hits {
+			if !x.Verified || !bytes.Contains(x.Body, []byte(from)) {
+				t.Errorf("webhook-id %s carried %s (verified %v), want the message %s", wid, x.Body, x.Verified, from)
+			}
+		}
+	}
+	// The retry of acme's event: the 503, then the 2xx, under the same webhook-id and body.
+	if hits := p.hitsFor(acmeEvent); len(hits) != 2 || hits[0].Code != http.StatusServiceUnavailable || !bytes.Equal(hits[0].Body, hits[1].Body) {
+		t.Errorf("acme's event: %+v, want a 503 and its retry", hits)
+	}
+	if n := len(p.all()); n != 4 {
+		t.Errorf("%d requests at the partner, want 4: %+v", n, p.all())
+	}
+	// (acme's trail of same-1 may hold its note's events too: look for the event's delivery.)
+	_, trail := h.status(id)
+	if !slices.ContainsFunc(stageEvents(trail, "deliver"), func(e event) bool { return e.Status == "delivered" && e.Attempts == 2 }) {
+		t.Errorf("acme's event: trail %+v, want delivered at attempt 2", trail)
 	}
 }
 
@@ -1058,7 +1148,7 @@ func TestRetryMaxAge(t *testing.T) {
 		t.Errorf("dead letter %+v", d)
 	}
 	settle()
-	if got := len(p.hitsFor("aged")); got != 3 {
+	if got := len(p.hitsFor(wid("event", "aged"))); got != 3 {
 		t.Errorf("%d attempts, want 3", got)
 	}
 }
@@ -1076,7 +1166,7 @@ func TestRetryScheduleSurvivesRestart(t *testing.T) {
 	eventually(t, "five retries scheduled", func() bool { return h.scheduled() == 5 })
 	h.stop()
 	for _, id := range ids {
-		if got := len(p.hitsFor(id)); got != 1 {
+		if got := len(p.hitsFor(wid("event", id))); got != 1 {
 			t.Fatalf("%s: %d attempts before the restart, want 1", id, got)
 		}
 	}
@@ -1085,7 +1175,7 @@ func TestRetryScheduleSurvivesRestart(t *testing.T) {
 	h = launch(t, path, p.rcv)
 	eventually(t, "delivered after the restart", func() bool {
 		for _, id := range ids {
-			if p.ok(id) == 0 {
+			if p.ok(wid("event", id)) == 0 {
 				return false
 			}
 		}
@@ -1093,7 +1183,7 @@ func TestRetryScheduleSurvivesRestart(t *testing.T) {
 	})
 	settle()
 	for _, id := range ids {
-		if got, ok := len(p.hitsFor(id)), p.ok(id); got != 2 || ok != 1 {
+		if got, ok := len(p.hitsFor(wid("event", id))), p.ok(wid("event", id)); got != 2 || ok != 1 {
 			t.Errorf("%s: %d attempts, %d 2xx; want 2 and 1", id, got, ok)
 		}
 		s, trail := h.status(id)
@@ -1142,7 +1232,7 @@ health: {failing_after: 3, pause_after: 300ms}`)
 	})
 	settle()
 	for _, id := range ids {
-		if ok := p.ok(id); ok != 1 {
+		if ok := p.ok(wid("event", id)); ok != 1 {
 			t.Errorf("%s: %d 2xx answers, want 1", id, ok)
 		}
 	}
@@ -1155,19 +1245,20 @@ health: {failing_after: 3, pause_after: 300ms}`)
 }
 
 // dead_letters.notify sends an operations event for each dead letter, signed like any delivery,
-// with the dead letter's id in its webhook-id; the notify endpoint's own dead letters announce
-// nothing.
+// with a webhook-id derived from the dead letter's id (client "weir", type "weir.operations",
+// message id "dl_" + letter id); the notify endpoint's own dead letters announce nothing.
 func TestRetryDeadLetterNotify(t *testing.T) {
 	var opsDown atomic.Bool
+	poison := map[string]bool{wid("event", "n-poison"): true, wid("event", "n2-poison"): true}
 	p := newFlaky(t, func(x hit) int {
 		switch {
 		case x.Path == "/ops" && opsDown.Load():
 			return http.StatusInternalServerError
 		case x.Path == "/ops":
 			return 0
-		case strings.HasSuffix(x.ID, "-poison"):
+		case poison[x.ID]:
 			return http.StatusInternalServerError
-		case x.ID == "moved":
+		case x.ID == wid("event", "moved"):
 			return http.StatusFound
 		}
 		return 0
@@ -1202,7 +1293,7 @@ dead_letters: {notify: ops}`, p.url, secret))
 		if err := json.Unmarshal(x.Body, &e); err != nil {
 			t.Fatalf("operations event %s: %v", x.Body, err)
 		}
-		if !x.Verified || x.Code != 204 || x.ID != "dl_"+e.Data.ID {
+		if !x.Verified || x.Code != 204 || x.ID != pipeline.WebhookID("weir", "weir.operations", "dl_"+e.Data.ID) {
 			t.Errorf("operations event: %+v", x)
 		}
 		got[e.Data.MessageID] = e
@@ -1229,7 +1320,7 @@ dead_letters: {notify: ops}`, p.url, secret))
 	if n := len(h.letters("")); n != 4 {
 		t.Errorf("%d dead letters, want 4", n)
 	}
-	if ok := p.ok("fine"); ok != 1 {
+	if ok := p.ok(wid("event", "fine")); ok != 1 {
 		t.Errorf("fine: %d 2xx", ok)
 	}
 }
@@ -1360,9 +1451,9 @@ func TestRetryRemovedEndpoint(t *testing.T) {
 	if a := h.admin().do("POST", "/v1/admin/dead-letters/"+d.ID+"/replay", "", "", "", nil); a.code != 200 || a.body["replayed"] != 1.0 {
 		t.Fatalf("replay: %d %s", a.code, a.raw)
 	}
-	eventually(t, "x-1 delivered", func() bool { return p.ok("x-1") == 1 })
+	eventually(t, "x-1 delivered", func() bool { return p.ok(wid("event", "x-1")) == 1 })
 	settle()
-	if hits := p.hitsFor("x-1"); len(hits) != 2 || p.ok("x-1") != 1 {
+	if hits := p.hitsFor(wid("event", "x-1")); len(hits) != 2 || p.ok(wid("event", "x-1")) != 1 {
 		t.Errorf("x-1: %+v", hits)
 	}
 }

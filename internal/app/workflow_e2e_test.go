@@ -13,6 +13,7 @@ import (
 	"github.com/weirhq/weir/internal/deliver"
 	"github.com/weirhq/weir/internal/drone"
 	"github.com/weirhq/weir/internal/partner"
+	"github.com/weirhq/weir/internal/pipeline"
 	"github.com/weirhq/weir/internal/state"
 )
 
@@ -210,6 +211,10 @@ func TestWorkflowFailureNotifiesAndCounts(t *testing.T) {
 		if ev.Type != app.EventWorkflowFailed || r.State != state.RunFailed || !strings.Contains(r.Reason, "step drone failed") ||
 			(r.MessageID != failed[0] && r.MessageID != failed[1]) {
 			t.Fatalf("event %s", d.Body)
+		}
+		// An operations event like a dead-letter notification: one webhook-id per run.
+		if want := pipeline.WebhookID("weir", "weir.operations", "wf_failed_"+r.ID); d.ID != want {
+			t.Fatalf("workflow.failed for run %s: webhook-id %s, want %s", r.ID, d.ID, want)
 		}
 		for _, st := range r.Steps[1:3] { // package and transport were undone
 			if st.Compensation == nil || st.Compensation.Status != state.StepCompensated {

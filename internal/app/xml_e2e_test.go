@@ -24,6 +24,7 @@ import (
 	"github.com/weirhq/weir/internal/deliver"
 	"github.com/weirhq/weir/internal/format/libxml"
 	"github.com/weirhq/weir/internal/partner"
+	"github.com/weirhq/weir/internal/pipeline"
 )
 
 const xmlExample = "../../examples/xml-partner"
@@ -177,21 +178,22 @@ func orderRow(t *testing.T, db *sql.DB, client, id string) row {
 	return r
 }
 
-// delivered returns the body delivered with webhook-id id (the partner verified its signature:
-// it records nothing else).
-func delivered(t *testing.T, rcv *partner.Receiver, id string) []byte {
+// delivered returns the body delivered for client's order id, under its webhook-id (the partner
+// verified its signature: it records nothing else).
+func delivered(t *testing.T, rcv *partner.Receiver, client, id string) []byte {
 	t.Helper()
+	wid := pipeline.WebhookID(client, "order", id)
 	var body []byte
 	for _, d := range rcv.Deliveries() {
-		if d.ID == id {
+		if d.ID == wid {
 			if body != nil && !bytes.Equal(body, d.Body) {
-				t.Errorf("two different bodies delivered for %s", id)
+				t.Errorf("two different bodies delivered for %s/%s", client, id)
 			}
 			body = d.Body
 		}
 	}
 	if body == nil {
-		t.Fatalf("nothing delivered for %s", id)
+		t.Fatalf("nothing delivered for %s/%s", client, id)
 	}
 	return body
 }
@@ -244,8 +246,8 @@ func TestXMLPartnersEndToEnd(t *testing.T) {
 		t.Fatalf("the corpus must hold valid documents of both dialects: %v", dialects)
 	}
 
-	// The same orders as JSON from the JSON client (another id, so that the partner, which
-	// dedups on webhook-id, tells them apart).
+	// The same orders as JSON from the JSON client, under another id (another client's webhook-ids
+	// differ anyway: they are derived from client, type and id).
 	for _, d := range valid {
 		a := h.do("POST", "/v1/messages/order", "demo", "demo-token", "application/json", exampleFile(t, d.Canonical),
 			"Idempotency-Key", "json-"+d.ID)
@@ -281,8 +283,8 @@ func TestXMLPartnersEndToEnd(t *testing.T) {
 		if !reflect.DeepEqual(xp, jp) {
 			t.Errorf("%s: stored payloads differ:\n XML  %s\n JSON %s", d.File, x.Payload, j.Payload)
 		}
-		xd := withoutStamp(t, d.File+" delivered", delivered(t, h.partner, d.ID))
-		jd := withoutStamp(t, d.File+" JSON twin delivered", delivered(t, h.partner, "json-"+d.ID))
+		xd := withoutStamp(t, d.File+" delivered", delivered(t, h.partner, d.Client, d.ID))
+		jd := withoutStamp(t, d.File+" JSON twin delivered", delivered(t, h.partner, "demo", "json-"+d.ID))
 		if !reflect.DeepEqual(xd, jd) {
 			t.Errorf("%s: delivered bodies differ:\n XML  %v\n JSON %v", d.File, xd, jd)
 		}
@@ -404,7 +406,7 @@ func TestXMLFilesUpload(t *testing.T) {
 	eventually(t, "the uploaded orders at the partner", func() bool { return h.partner.Unique() == 2 })
 	for _, id := range []string{"GX-2026-118804", "GX-2026-118900"} {
 		orderRow(t, db, "globex", id)
-		delivered(t, h.partner, id)
+		delivered(t, h.partner, "globex", id)
 	}
 
 	// The same upload again: the good files are duplicates with their ids, the bad one is bad.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/weirhq/weir/internal/app"
 	"github.com/weirhq/weir/internal/config"
+	"github.com/weirhq/weir/internal/pipeline"
 )
 
 // adminRig is a running weir whose partner refuses every message with 422 until told to accept,
@@ -186,6 +187,11 @@ func TestDLQCommands(t *testing.T) {
 	for id, n := range rg.delivered {
 		if n != 1 {
 			t.Errorf("%s delivered %d times", id, n)
+		}
+	}
+	for i := range 3 {
+		if id := fmt.Sprintf("n%d", i); rg.delivered[pipeline.WebhookID("acme", "note", id)] != 1 {
+			t.Errorf("%s not delivered under its webhook-id: %v", id, rg.delivered)
 		}
 	}
 	rg.accept = false

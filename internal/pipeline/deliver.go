@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"sync"
 	"time"
 
@@ -13,7 +15,8 @@ import (
 )
 
 // Deliver returns the handler of one endpoint's deliver stage: each message is POSTed, signed,
-// with webhook-id = message id, so a retry or a redelivery after a crash carries the same id.
+// with webhook-id = WebhookID(client, type, message id), so a retry, a replay or a redelivery
+// after a crash carries the same id.
 // The records of a batch (all of different keys) are sent concurrently.
 // Every attempt's outcome goes to health (optional), which counts failure streaks.
 func Deliver(rec Recorder, client *deliver.Client, ep *deliver.Endpoint, health *deliver.Health) func(context.Context, []buffer.Record) []error {
@@ -58,7 +61,7 @@ func deliverOne(ctx context.Context, client *deliver.Client, ep *deliver.Endpoin
 	if err != nil {
 		return state.Event{}, fault.Permanent(err)
 	}
-	res := client.Deliver(ctx, ep, m.ID, m.Payload)
+	res := client.Deliver(ctx, ep, WebhookID(m.Client, m.Type, m.ID), m.Payload)
 	if res.Err != nil {
 		return state.Event{}, res.Err // already names the endpoint
 	}
@@ -66,4 +69,17 @@ func deliverOne(ctx context.Context, client *deliver.Client, ep *deliver.Endpoin
 	e.Code = res.Status
 	e.Attempts = int(m.Attempt) + 1
 	return e, nil
+}
+
+// WebhookID returns the webhook-id of the message (client, typ, id): "msg_" and the first 32 hex
+// digits of the SHA-256 of the three, NUL-separated (client ids and type names never hold a NUL,
+// so no two messages share the hashed text). A message id is unique only per client and type, so
+// two clients (or two types) may both send "order-1"; used alone as the webhook-id, a partner that
+// deduplicates on it, as Standard Webhooks recommends, would silently drop the second. The hash
+// depends on nothing but the message's identity, so every attempt, replay and redelivery of one
+// message carries the same id, and it is opaque, fixed-length and header-safe whatever characters
+// the client put in its id.
+func WebhookID(client, typ, id string) string {
+	sum := sha256.Sum256([]byte(client + "\x00" + typ + "\x00" + id))
+	return "msg_" + hex.EncodeToString(sum[:16])
 }

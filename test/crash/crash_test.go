@@ -41,6 +41,7 @@ import (
 
 	"github.com/weirhq/weir/internal/deliver"
 	"github.com/weirhq/weir/internal/partner"
+	"github.com/weirhq/weir/internal/pipeline"
 )
 
 var (
@@ -52,6 +53,7 @@ var (
 const (
 	secret          = "whsec_Y3Jhc2gtdGVzdC1zaWduaW5nLXNlY3JldC0xMjM0NTY3OA=="
 	client, token   = "acme", "acme-token"
+	messageType     = "order" // the type every message is sent as, in writeConfig
 	shutdownTimeout = 2 * time.Second
 	workers         = 8
 	// pace is the mean pause between two requests of one worker: 8 workers at ~20 requests/s,
@@ -346,6 +348,11 @@ func (r *rig) verify(results []result, faults string) {
 	if len(failIDs) > 0 {
 		t.Errorf("%d valid messages refused with a 4xx, e.g. %v", len(failIDs), samples)
 	}
+	// The partner sees webhook-ids; msgOf maps them back to the ids sent.
+	msgOf := make(map[string]string, len(sent))
+	for id := range sent {
+		msgOf[webhookID(id)] = id
+	}
 
 	// Wait until every acknowledged message is in SQLite and at the partner.
 	dbPath := filepath.Join(r.dir, "data", "orders.db")
@@ -357,7 +364,7 @@ func (r *rig) verify(results []result, faults string) {
 		rows, _, err = readRows(dbPath)
 		if err == nil {
 			lostSQL = missing(okIDs, rows)
-			lostPartner = missing(okIDs, deliveredIDs(rcv))
+			lostPartner = missing(okIDs, deliveredIDs(rcv.Deliveries(), msgOf))
 			if len(lostSQL) == 0 && len(lostPartner) == 0 {
 				break
 			}
@@ -388,22 +395,23 @@ func (r *rig) verify(results []result, faults string) {
 	// A duplicate at the partner is the same delivery again: same webhook-id, same message,
 	// same body.
 	deliveries := rcv.Deliveries()
-	delivered := map[string]int{}
+	webhooks := map[string]int{} // accepted deliveries per webhook-id
 	bodies := map[string][]byte{}
 	var mismatched []string
 	for _, d := range deliveries {
-		delivered[d.ID]++
+		webhooks[d.ID]++
 		var body struct {
 			ID string `json:"id"`
 		}
-		if err := json.Unmarshal(d.Body, &body); err != nil || body.ID != d.ID {
-			mismatched = append(mismatched, fmt.Sprintf("webhook-id %s carries message %q (%v)", d.ID, body.ID, err))
+		if err := json.Unmarshal(d.Body, &body); err != nil || body.ID != msgOf[d.ID] {
+			mismatched = append(mismatched, fmt.Sprintf("webhook-id %s (of message %q) carries message %q (%v)", d.ID, msgOf[d.ID], body.ID, err))
 		}
 		if prev, seen := bodies[d.ID]; seen && !bytes.Equal(prev, d.Body) {
 			mismatched = append(mismatched, fmt.Sprintf("webhook-id %s redelivered with another body", d.ID))
 		}
 		bodies[d.ID] = d.Body
 	}
+	delivered := deliveredIDs(deliveries, msgOf)
 
 	lostSQL, lostPartner = missing(okIDs, rows), missing(okIDs, delivered)
 	unexpectedSQL := foreign
@@ -419,11 +427,11 @@ func (r *rig) verify(results []result, faults string) {
 			landedUnknown++
 		}
 	}
-	for id := range delivered {
-		switch out, wasSent := sent[id]; {
+	for wid := range webhooks {
+		switch id, wasSent := msgOf[wid]; {
 		case !wasSent:
-			unexpectedPartner = append(unexpectedPartner, id)
-		case out == fail:
+			unexpectedPartner = append(unexpectedPartner, "webhook-id "+wid)
+		case sent[id] == fail:
 			failedWithEffect = append(failedWithEffect, "delivery "+id)
 		}
 	}
@@ -431,7 +439,7 @@ func (r *rig) verify(results []result, faults string) {
 	for _, n := range rows {
 		duplicatedRows += n - 1
 	}
-	partnerDups := len(deliveries) - len(delivered)
+	partnerDups := len(deliveries) - len(webhooks)
 
 	t.Logf("sent %d: ok %d, unknown %d (%d landed), fail %d; %s; time to ready max %v; rows %d; partner deliveries %d, duplicates %d (same webhook-id)",
 		len(results), counts[ok], counts[unknown], landedUnknown, counts[fail], faults, slices.Max(r.ready).Round(time.Millisecond),
@@ -929,11 +937,17 @@ func readRows(path string) (rows map[string]int, foreign []string, err error) {
 	return rows, foreign, nil
 }
 
-// deliveredIDs returns the number of accepted deliveries per webhook-id.
-func deliveredIDs(rcv *partner.Receiver) map[string]int {
+// webhookID is the webhook-id weir delivers our client's order id under.
+func webhookID(id string) string { return pipeline.WebhookID(client, messageType, id) }
+
+// deliveredIDs returns the number of accepted deliveries per message id, mapping each webhook-id
+// back through msgOf; webhook-ids of no message sent are left out (verify reports them).
+func deliveredIDs(deliveries []partner.Delivery, msgOf map[string]string) map[string]int {
 	ids := map[string]int{}
-	for _, d := range rcv.Deliveries() {
-		ids[d.ID]++
+	for _, d := range deliveries {
+		if id, ok := msgOf[d.ID]; ok {
+			ids[id]++
+		}
 	}
 	return ids
 }

@@ -86,7 +86,7 @@ func (p *flakyPartner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(a.code)
 }
 
-// snapshot returns a copy of every attempt per id.
+// snapshot returns a copy of every attempt per webhook-id.
 func (p *flakyPartner) snapshot() map[string][]attempt {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -166,7 +166,7 @@ func TestKillNineDuringRetries(t *testing.T) {
 		snap := p.snapshot()
 		undelivered = undelivered[:0]
 		for _, id := range acked {
-			if firstOK(snap[id]) < 0 {
+			if firstOK(snap[webhookID(id)]) < 0 {
 				undelivered = append(undelivered, id)
 			}
 		}
@@ -250,7 +250,7 @@ func TestKillNineDuringRetries(t *testing.T) {
 		example                                                                                    string
 	)
 	for _, id := range acked {
-		as := final[id]
+		as := final[webhookID(id)]
 		totalAttempts += len(as)
 		maxAttempts = max(maxAttempts, len(as))
 		if len(as) < failFirst+1 {
