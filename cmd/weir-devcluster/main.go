@@ -12,15 +12,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/weirhq/weir/internal/buffer/natsjs/natstest"
 )
 
 func main() {
@@ -52,46 +51,13 @@ func natsCluster() (string, func(), error) {
 	if err != nil {
 		return "", nil, err
 	}
-	var ports []int
-	for range 3 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", nil, err
-		}
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-		ln.Close()
+	url, servers, err := natstest.StartCluster(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
 	}
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
-	}
-	var servers []*server.Server
-	var urls []string
-	for i := range 3 {
-		s, err := server.NewServer(&server.Options{ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1,
-			JetStream: true, StoreDir: fmt.Sprintf("%s/n%d", dir, i+1), SyncAlways: true, NoSigs: true, NoLog: true,
-			Cluster: server.ClusterOpts{Name: "weir-dev", Host: "127.0.0.1", Port: ports[i]},
-			Routes:  server.RoutesFromStr(strings.Join(routes, ","))})
-		if err != nil {
-			return "", nil, err
-		}
-		go s.Start()
-		servers = append(servers, s)
-	}
-	for _, s := range servers {
-		if !s.ReadyForConnections(30 * time.Second) {
-			return "", nil, fmt.Errorf("nats-server %s did not start", s.Name())
-		}
-		urls = append(urls, s.ClientURL())
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !servers[0].JetStreamIsCurrent() && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	return strings.Join(urls, ","), func() {
-		for _, s := range servers {
-			s.Shutdown()
-		}
+	return url, func() {
+		natstest.Stop(servers)
 		os.RemoveAll(dir)
 	}, nil
 }

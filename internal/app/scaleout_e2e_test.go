@@ -6,33 +6,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/weirhq/weir/internal/buffer/natsjs/natstest"
 	"github.com/weirhq/weir/internal/drone"
 	"github.com/weirhq/weir/internal/state"
 )
 
-// runNATS starts an in-process nats-server with JetStream (fsync on every write).
-func runNATS(t *testing.T) string {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-		NoLog: true, NoSigs: true, SyncAlways: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(20 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s.ClientURL()
-}
-
 // The Drone Delivery example on NATS JetStream instead of the embedded log: ingest, the process
 // hop, the workflow stage and the retry machinery's re-injections all go through JetStream;
 // every request ends completed or compensated, each effect once.
-func TestDroneDeliveryOnNATS(t *testing.T) { droneDeliveryOn(t, runNATS(t)) }
+func TestDroneDeliveryOnNATS(t *testing.T) { droneDeliveryOn(t, natstest.Server(t)) }
 
 // The same on a three-broker Kafka-protocol cluster (franz-go's kfake).
 func TestDroneDeliveryOnKafka(t *testing.T) {

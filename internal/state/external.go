@@ -2,7 +2,6 @@ package state
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/weirhq/weir/internal/buffer"
 	"github.com/weirhq/weir/internal/buffer/embedded"
@@ -31,23 +30,7 @@ func (e External) AppendWith(ctx context.Context, topic string, msgs []buffer.Me
 			return err
 		}
 	}
-	if len(side) == 0 {
-		return nil
-	}
-	b := e.DB().NewBatch()
-	defer b.Close()
-	for _, kv := range side {
-		var err error
-		if kv.Delete {
-			err = b.Delete(kv.Key, nil)
-		} else {
-			err = b.Set(kv.Key, kv.Value, nil)
-		}
-		if err != nil {
-			return fmt.Errorf("state: %w", err)
-		}
-	}
-	return e.Apply(b, true)
+	return writeKVs(e.Log, side, true)
 }
 
 var _ DB = External{}

@@ -217,11 +217,14 @@ func (s *Store) Orphan(retries []Retry, letters []DeadLetter) error {
 	return s.apply(kvs, true)
 }
 
-func (s *Store) apply(kvs []embedded.KV, sync bool) error {
+func (s *Store) apply(kvs []embedded.KV, sync bool) error { return writeKVs(s.owner, kvs, sync) }
+
+// writeKVs writes kvs to db's Pebble in one batch.
+func writeKVs(db DB, kvs []embedded.KV, sync bool) error {
 	if len(kvs) == 0 {
 		return nil
 	}
-	b := s.db.NewBatch()
+	b := db.DB().NewBatch()
 	defer b.Close()
 	for _, kv := range kvs {
 		var err error
@@ -234,7 +237,7 @@ func (s *Store) apply(kvs []embedded.KV, sync bool) error {
 			return fmt.Errorf("state: %w", err)
 		}
 	}
-	if err := s.owner.Apply(b, sync); err != nil {
+	if err := db.Apply(b, sync); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
 	return nil

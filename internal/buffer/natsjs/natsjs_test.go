@@ -2,19 +2,17 @@ package natsjs
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/weirhq/weir/internal/buffer"
 	"github.com/weirhq/weir/internal/buffer/buffertest"
+	"github.com/weirhq/weir/internal/buffer/natsjs/natstest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -44,88 +42,16 @@ func (h harness) Reopen(t *testing.T, b buffer.Buffer) buffer.Buffer {
 	return h.Open(t)
 }
 
-// runServer starts an in-process nats-server with JetStream, fsyncing every write.
-func runServer(t *testing.T, o *server.Options) *server.Server {
-	t.Helper()
-	o.Host, o.JetStream, o.StoreDir, o.NoLog, o.NoSigs, o.SyncAlways = "127.0.0.1", true, t.TempDir(), true, true, true
-	if o.Port == 0 {
-		o.Port = -1
-	}
-	s, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(20 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// runCluster starts three in-process servers in one JetStream cluster and returns the client
-// URLs of all three.
-func runCluster(t *testing.T) string {
-	t.Helper()
-	ports := []int{freePort(t), freePort(t), freePort(t)}
-	var routes []string
-	for _, p := range ports {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
-	}
-	var urls []string
-	servers := make([]*server.Server, 3)
-	done := make(chan int, 3)
-	for i := range 3 {
-		go func() {
-			o := &server.Options{ServerName: fmt.Sprintf("n%d", i+1),
-				Cluster: server.ClusterOpts{Name: "weir-test", Host: "127.0.0.1", Port: ports[i]},
-				Routes:  server.RoutesFromStr(strings.Join(routes, ","))}
-			servers[i] = runServer(t, o)
-			done <- i
-		}()
-	}
-	for range 3 {
-		<-done
-	}
-	for _, s := range servers {
-		urls = append(urls, s.ClientURL())
-	}
-	url := strings.Join(urls, ",")
-	// The meta leader is elected after the routes connect: wait until JetStream answers.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		b, err := Open(context.Background(), Config{URL: url, Logger: quiet, Timeout: 2 * time.Second})
-		if err == nil {
-			b.Close()
-			return url
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the JetStream cluster did not form: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 func TestConformanceSingleServer(t *testing.T) {
-	s := runServer(t, &server.Options{})
-	buffertest.Run(t, func(t *testing.T) buffertest.Harness { return harness{url: s.ClientURL(), replicas: 1} })
+	url := natstest.Server(t)
+	buffertest.Run(t, func(t *testing.T) buffertest.Harness { return harness{url: url, replicas: 1} })
 }
 
 func TestConformanceThreeNodeCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node cluster")
 	}
-	url := runCluster(t)
+	url := natstest.Cluster(t)
 	buffertest.Run(t, func(t *testing.T) buffertest.Harness { return harness{url: url, replicas: 3} })
 }
 
@@ -141,14 +67,14 @@ func TestConformanceMachineServer(t *testing.T) {
 
 // A topic keeps its partition count: opening it with another is refused.
 func TestPartitionsAreFixed(t *testing.T) {
-	s := runServer(t, &server.Options{})
-	b := harness{url: s.ClientURL(), replicas: 1}.Open(t)
+	url := natstest.Server(t)
+	b := harness{url: url, replicas: 1}.Open(t)
 	defer b.Close()
 	ctx := context.Background()
 	if err := b.EnsureTopic(ctx, buffer.TopicConfig{Name: "fixed", Partitions: 4}); err != nil {
 		t.Fatal(err)
 	}
-	b2 := harness{url: s.ClientURL(), replicas: 1}.Open(t)
+	b2 := harness{url: url, replicas: 1}.Open(t)
 	defer b2.Close()
 	if err := b2.EnsureTopic(ctx, buffer.TopicConfig{Name: "fixed", Partitions: 4}); err != nil {
 		t.Fatal(err)
