@@ -247,6 +247,6 @@ func TestEndpointsCommands(t *testing.T) {
 	waitFor(t, "the delivery after resume", func() bool {
 		rg.mu.Lock()
 		defer rg.mu.Unlock()
-		return rg.delivered["while-paused"] == 1
+		return rg.delivered[pipeline.WebhookID("acme", "note", "while-paused")] == 1
 	})
 }
