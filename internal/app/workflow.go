@@ -36,7 +36,7 @@ func (a *App) workflowStage(flows map[string]*workflow.Workflow, stage stageFunc
 		}
 		wf.Client = clients[private]
 	}
-	eng := workflow.New(workflow.Config{Store: a.store, Flows: flows, Notify: a.workflowNotify,
+	eng := workflow.New(workflow.Config{Store: a.store, Topic: pipeline.TopicWorkflow, Flows: flows, Notify: a.workflowNotify,
 		Observer: runObserver{a.metrics}, Failpoints: a.opts.Failpoints, Logger: a.log})
 	stage(pipeline.StageWorkflow, pipeline.TopicWorkflow, a.cfg.Runtime.WorkflowConcurrency, 1, eng.Handle,
 		retry.Stage{Name: pipeline.StageWorkflow, Policy: func(string) retry.Policy { return workflow.StagePolicy() }}, nil)

@@ -3,6 +3,8 @@ package state
 import (
 	"context"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"github.com/weirhq/weir/internal/buffer"
 	"github.com/weirhq/weir/internal/buffer/embedded"
 )
@@ -23,6 +25,13 @@ type External struct {
 	Buffer        buffer.Buffer
 }
 
+// Apply writes a state batch synced, whatever the caller asked. Beside the embedded log an
+// unsynced write is safe because the log's WAL orders it before the stage commit that relies on
+// it; here the commit goes to the broker, so a state write a commit relies on (a run's transient
+// outcome, a retry entry) must be on disk first. Concurrent syncs share fsyncs
+// (embedded.min_sync_interval).
+func (e External) Apply(b *pebble.Batch, _ bool) error { return e.Log.Apply(b, true) }
+
 // AppendWith appends msgs to the buffer, then writes side to the state database.
 func (e External) AppendWith(ctx context.Context, topic string, msgs []buffer.Message, side []embedded.KV) error {
 	if len(msgs) > 0 {
@@ -30,7 +39,7 @@ func (e External) AppendWith(ctx context.Context, topic string, msgs []buffer.Me
 			return err
 		}
 	}
-	return writeKVs(e.Log, side, true)
+	return writeKVs(e, side, true)
 }
 
 var _ DB = External{}

@@ -9,7 +9,7 @@ import (
 // A run is written after every step outcome, so its encoding is on the workflow's hot path: a
 // compact binary form (strings and byte slices length-prefixed, times as Unix nanoseconds,
 // numbers as varints) instead of JSON, which cost 14 µs a write.
-const runVersion = 1
+const runVersion = 2
 
 var errRunCorrupt = errors.New("state: workflow run is corrupt")
 
@@ -46,6 +46,12 @@ func (r *Run) encode() []byte {
 		b = binary.AppendUvarint(b, uint64(s.Code))
 		b = appendString(b, s.Error)
 		b = appendBytes(b, s.Response)
+		var unsure byte
+		if s.Unsure {
+			unsure = 1
+		}
+		b = append(b, unsure)
+		b = appendTime(b, s.NextAt)
 		c := s.Compensation
 		if c == nil {
 			b = append(b, 0)
@@ -143,6 +149,8 @@ func decodeRun(v []byte) (*Run, error) {
 		if resp := d.bytes(); len(resp) > 0 {
 			s.Response = append([]byte(nil), resp...)
 		}
+		s.Unsure = d.byte() == 1
+		s.NextAt = d.time()
 		if d.byte() == 1 {
 			c := &Compensation{Status: d.string(), Attempts: d.int(), At: d.time(), FailedAt: d.time(), Code: d.int()}
 			c.Error, c.Letter = d.string(), d.string()

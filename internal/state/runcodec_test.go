@@ -18,6 +18,7 @@ func sampleRun() *Run {
 				Compensation: &Compensation{Status: StepCompensated, Attempts: 1, At: at.Add(2 * time.Second), Code: 204, Error: "", Letter: "x"}},
 			{Name: "b", Status: StepSkipped},
 			{Name: "c", Status: StepFailed, Attempts: 1, Code: 422, Error: "refused"},
+			{Name: "d", Status: StepRetrying, Attempts: 3, Code: 503, Unsure: true, NextAt: at.Add(time.Minute)},
 		}}
 }
 

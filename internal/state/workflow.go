@@ -84,6 +84,11 @@ type StepRun struct {
 	Code       int             `json:"status_code,omitempty"`
 	Error      string          `json:"error,omitempty"`
 	Response   json.RawMessage `json:"response,omitempty"` // the answer's JSON body, for later templates
+	// Unsure is set once an attempt may have taken effect without a success to show for it (its
+	// answer was lost, or transient): undo such a step too when the run fails.
+	Unsure bool `json:"unsure,omitempty"`
+	// NextAt is when a retrying step may be called again.
+	NextAt time.Time `json:"next_attempt_at,omitzero"`
 	// Compensation is set once the step has to be undone.
 	Compensation *Compensation `json:"compensation,omitempty"`
 }
@@ -256,10 +261,18 @@ func (s *Store) deleteRun(b *pebble.Batch, id string) error {
 	if err != nil {
 		return err
 	}
-	if !Finished(r.State) {
+	// In flight, or waiting for manual handling (its dead letter outlives the receipt, and a
+	// replay must find the run, not start the saga again): kept.
+	if !Finished(r.State) || r.State == RunCompensationFailed {
 		return nil
 	}
 	b.Delete(runKey(id), nil)
 	b.Delete(runStateKey(r.State, r.StartedAt, id), nil)
 	return nil
+}
+
+// DeleteRun removes a run and its index entry (a finished run whose message id was reused after
+// its receipt expired).
+func (s *Store) DeleteRun(r *Run) error {
+	return s.apply([]embedded.KV{{Key: runKey(r.ID), Delete: true}, {Key: runStateKey(r.saved, r.StartedAt, r.ID), Delete: true}}, false)
 }

@@ -29,6 +29,10 @@ type Store interface {
 	WorkflowRun(id string) (*state.Run, error)
 	SaveRun(r *state.Run, sync bool, events ...state.Event) error
 	SaveRunWith(ctx context.Context, r *state.Run, topic string, msgs []buffer.Message, events ...state.Event) error
+	DeleteRun(r *state.Run) error
+	// Marked is the retry machinery's failure count of a message in a stage (state.MarkFinal
+	// once it was dead-lettered, until a replay).
+	Marked(topic, client, typ, id string, receivedAt time.Time) (uint32, error)
 }
 
 // Observer is told what runs do (metrics); every method may be called concurrently.
@@ -41,6 +45,8 @@ type Observer interface {
 // Config configures an Engine.
 type Config struct {
 	Store Store
+	// Topic is the workflow stage's topic (for the failure marks).
+	Topic string
 	// Flows maps a message type to its workflow.
 	Flows map[string]*Workflow
 	// Notify, when set, turns a failed run into messages for an operations endpoint, appended in
@@ -138,6 +144,17 @@ func (e *Engine) handle(ctx context.Context, rec buffer.Record) error {
 	}
 	id := state.RunID(m.Client, m.Type, m.ID)
 	run, err := e.cfg.Store.WorkflowRun(id)
+	if err == nil && !run.ReceivedAt.Equal(m.ReceivedAt) {
+		// The id was used again after its receipt expired: a new message, so a new run — once
+		// the earlier one no longer needs its record.
+		if !state.Finished(run.State) || run.State == state.RunCompensationFailed {
+			return retryAfter(fmt.Errorf("run %s of an earlier message with this id is still %s", run.ID, run.State), time.Minute)
+		}
+		if err := e.cfg.Store.DeleteRun(run); err != nil {
+			return err
+		}
+		err = state.ErrNotFound
+	}
 	switch {
 	case errors.Is(err, state.ErrNotFound):
 		// Saved with its first step's outcome: a crash before that starts it afresh.
@@ -147,6 +164,12 @@ func (e *Engine) handle(ctx context.Context, rec buffer.Record) error {
 		return err
 	}
 	if len(run.Steps) != wf.steps {
+		if run.State != state.RunCompensationFailed {
+			run.State, run.Reason = state.RunCompensationFailed, fmt.Sprintf("workflow %q changed its steps while the run was in flight: handle it by hand", wf.Name)
+			if err := e.cfg.Store.SaveRun(run, true); err != nil {
+				return err
+			}
+		}
 		return fault.Permanent(fmt.Errorf("workflow %q changed its steps while run %s was in flight", wf.Name, run.ID))
 	}
 	x := &exec{e: e, wf: wf, msg: &m, run: run,
@@ -158,8 +181,17 @@ func (e *Engine) handle(ctx context.Context, rec buffer.Record) error {
 	case state.RunCompleted, state.RunFailed:
 		return nil // handled again after a crash: nothing left to do
 	case state.RunCompensationFailed:
-		// Handled again — a replay from the dead letters, or a redelivery — so try the
-		// compensations that could not succeed once more (they are idempotent).
+		// Its message is a dead letter. Handled again after a crash (the dead letter recorded,
+		// the stage not yet committed past it) there is nothing to do; replayed, the
+		// compensations that could not succeed are tried once more (they are idempotent).
+		marked, err := e.cfg.Store.Marked(e.cfg.Topic, m.Client, m.Type, m.ID, m.ReceivedAt)
+		if err != nil {
+			return err
+		}
+		if marked == state.MarkFinal {
+			return nil
+		}
+		e.cfg.Observer.Started(wf.Name)
 		for i := range run.Steps {
 			if c := run.Steps[i].Compensation; c != nil && c.Status == state.StepCompensationFailed {
 				c.Status, c.Attempts, c.FailedAt = state.StepPending, 0, time.Time{}
@@ -297,6 +329,14 @@ func (x *exec) step(ctx context.Context, s *Step) outcome {
 	if status == state.StepSucceeded || status == state.StepSkipped {
 		return outcome{}
 	}
+	x.mu.Lock()
+	next, last := sr.NextAt, sr.Error
+	x.mu.Unlock()
+	if wait := next.Sub(x.e.cfg.Clock()); status == state.StepRetrying && wait > 0 {
+		// Its own schedule (or the peer's Retry-After) is not due yet: a sibling's earlier
+		// retry brought the run back.
+		return outcome{err: errors.New(last), wait: wait}
+	}
 	if s.When != nil {
 		v, err := s.When.Run(ctx, x.doc, x.vars)
 		if err != nil {
@@ -351,11 +391,14 @@ func (x *exec) record(s *Step, sr *state.StepRun, code int, body []byte, err err
 		if sr.FailedAt.IsZero() {
 			sr.FailedAt = now
 		}
+		if !fault.IsPermanent(err) && !errors.Is(err, errNotSent) {
+			sr.Unsure = true // lost answer, timeout, 5xx: it may have acted
+		}
 		o.err = err
 		if fault.IsPermanent(err) {
 			o.done = true
 		} else if o.wait, o.done = x.next(s.Policy, sr.Attempts, sr.FailedAt, now, err); !o.done {
-			sr.Status = state.StepRetrying
+			sr.Status, sr.NextAt = state.StepRetrying, now.Add(o.wait)
 			x.e.cfg.Observer.Step(x.wf.Name, s.Name, "retry", d)
 		} else {
 			o.err = fmt.Errorf("gave up after %d attempts: %w", sr.Attempts, err)
@@ -393,9 +436,10 @@ func (x *exec) fail(ctx context.Context, reason string) error {
 	for _, g := range x.wf.Groups {
 		for _, s := range g {
 			sr := &r.Steps[s.Index]
-			// A step that gave up on transient failures may have taken effect: undo it too
-			// (compensations accept "not found").
-			mayHaveActed := sr.Status == state.StepSucceeded || (sr.Status == state.StepFailed && !permanentCode(sr.Code, s.Call))
+			// A step with an attempt that may have acted (answer lost, 5xx, timeout) is undone
+			// too, whether it gave up or was still waiting for a retry (compensations accept
+			// "not found"); one that was only ever refused, or never sent, did nothing.
+			mayHaveActed := sr.Status == state.StepSucceeded || sr.Unsure
 			if s.Compensate != nil && mayHaveActed && sr.Compensation == nil {
 				sr.Compensation = &state.Compensation{Status: state.StepPending}
 			}
@@ -405,21 +449,6 @@ func (x *exec) fail(ctx context.Context, reason string) error {
 		return err
 	}
 	return x.compensate(ctx)
-}
-
-// permanentCode reports whether a step's last answer refused the call outright (a definite "no",
-// so nothing happened).
-func permanentCode(code int, c *Call) bool {
-	if code == 0 {
-		return false
-	}
-	switch c.status(code) {
-	case 2:
-		return true
-	case -1:
-		return code >= 400 && code < 500 && code != http.StatusRequestTimeout && code != http.StatusTooManyRequests
-	}
-	return false
 }
 
 // compensate undoes the steps that need it, last step first, each retried on the compensation
@@ -514,21 +543,28 @@ func (x *exec) event(status, reason string) state.Event {
 		Status: "workflow_" + status, Reason: reason, At: x.e.cfg.Clock().UTC()}
 }
 
+// errNotSent marks a failure before the request left: nothing can have happened.
+var errNotSent = errors.New("not sent")
+
+func notSent(format string, args ...any) error {
+	return fault.Permanent(fmt.Errorf("%w (%w)", fmt.Errorf(format, args...), errNotSent))
+}
+
 // call makes one HTTP call of a step or a compensation and classifies its answer.
 func (x *exec) call(ctx context.Context, c *Call, key string) (int, []byte, error) {
 	u, err := c.URL.render(ctx, x.doc, x.vars)
 	if err != nil {
-		return 0, nil, fault.Permanent(fmt.Errorf("url: %w", err))
+		return 0, nil, notSent("url: %w", err)
 	}
 	var body io.Reader
 	if c.Body != nil {
 		v, err := c.Body.Run(ctx, x.doc, x.vars)
 		if err != nil {
-			return 0, nil, fault.Permanent(fmt.Errorf("body: %w", err))
+			return 0, nil, notSent("body: %w", err)
 		}
 		b, err := format.Encode(v)
 		if err != nil {
-			return 0, nil, fault.Permanent(fmt.Errorf("body: %w", err))
+			return 0, nil, notSent("body: %w", err)
 		}
 		body = bytes.NewReader(b)
 	}
@@ -536,15 +572,15 @@ func (x *exec) call(ctx context.Context, c *Call, key string) (int, []byte, erro
 	defer cancel()
 	req, err := http.NewRequestWithContext(cctx, c.Method, u, body)
 	if err != nil {
-		return 0, nil, fault.Permanent(fmt.Errorf("request: %w", err))
+		return 0, nil, notSent("request: %w", err)
 	}
 	for k, t := range c.Headers {
 		v, err := t.render(ctx, x.doc, x.vars)
 		if err != nil {
-			return 0, nil, fault.Permanent(fmt.Errorf("header %s: %w", k, err))
+			return 0, nil, notSent("header %s: %w", k, err)
 		}
 		if strings.ContainsAny(v, "\r\n") {
-			return 0, nil, fault.Permanent(fmt.Errorf("header %s: the value has a line break", k))
+			return 0, nil, notSent("header %s: the value has a line break", k)
 		}
 		req.Header.Set(k, v)
 	}

@@ -157,7 +157,7 @@ func newRig(t *testing.T, yml string) *rig {
 
 // restart builds a new engine over the same store, as a restarted process would.
 func (r *rig) restart(failpoints string) {
-	r.eng = New(Config{Store: r.store, Flows: map[string]*Workflow{"order": r.wf}, Failpoints: failpoints,
+	r.eng = New(Config{Store: r.store, Topic: "workflow", Flows: map[string]*Workflow{"order": r.wf}, Failpoints: failpoints,
 		Clock: func() time.Time { return *r.now.Load() }, Logger: quiet})
 }
 
@@ -166,9 +166,16 @@ func (r *rig) advance(d time.Duration) {
 	r.now.Store(&n)
 }
 
+var received = time.Unix(1_800_000_000, 0).UTC()
+
 func (r *rig) record(id, payload string) buffer.Record {
+	return r.recordAt(id, payload, received)
+}
+
+// recordAt is record for a message accepted at another time (an id used again).
+func (r *rig) recordAt(id, payload string, at time.Time) buffer.Record {
 	r.seq++
-	m := message.Message{ID: id, Client: "acme", Type: "order", Key: id, ReceivedAt: time.Unix(1_800_000_000, 0).UTC(), Payload: []byte(payload)}
+	m := message.Message{ID: id, Client: "acme", Type: "order", Key: id, ReceivedAt: at, Payload: []byte(payload)}
 	return buffer.Record{Partition: 0, Offset: uint64(r.seq), Key: []byte(id), Value: m.Encode()}
 }
 
@@ -563,5 +570,150 @@ func TestRunIsJSONForTheAPI(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("%s missing from %s", want, b)
 		}
+	}
+}
+
+// A step waiting for its retry when the run fails may have acted (its answer was a 503): it is
+// compensated too — here the run times out while b waits.
+func TestTimeoutCompensatesAStepWaitingForItsRetry(t *testing.T) {
+	svc := newService(t)
+	r := newRig(t, fmt.Sprintf(`
+timeout: 1m
+retry: {schedule: [30s]}
+steps:
+  - {name: a, method: PUT, url: "%[1]s/a", body: '{}', compensate: {method: DELETE, url: "%[1]s/a"}}
+  - {name: b, method: PUT, url: "%[1]s/b", body: '{}', compensate: {method: DELETE, url: "%[1]s/b"}}
+`, svc.URL))
+	svc.answer("PUT /b", 503)
+	rec := r.record("tw-1", `{}`)
+	if _, retry := fault.RetryAfter(r.handle(rec)); !retry {
+		t.Fatal("expected a retry")
+	}
+	r.advance(2 * time.Minute)
+	if err := r.handle(rec); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(svc.seen(), "|"); got != "PUT /a|PUT /b|DELETE /b|DELETE /a" {
+		t.Fatalf("calls %s", got)
+	}
+}
+
+// In a parallel group, a permanent failure of one step compensates a sibling that got a 503.
+func TestParallelFailureCompensatesAnUnsureSibling(t *testing.T) {
+	svc := newService(t)
+	r := newRig(t, fmt.Sprintf(`
+steps:
+  - parallel:
+      - {name: a, method: PUT, url: "%[1]s/a", body: '{}', compensate: {method: DELETE, url: "%[1]s/a"}}
+      - {name: b, method: PUT, url: "%[1]s/b", body: '{}', compensate: {method: DELETE, url: "%[1]s/b"}}
+`, svc.URL))
+	svc.answer("PUT /a", 422)
+	svc.answer("PUT /b", 503)
+	if err := r.handle(r.record("pf-1", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	calls := strings.Join(svc.seen(), "|")
+	if !strings.Contains(calls, "DELETE /b") || strings.Contains(calls, "DELETE /a") {
+		t.Fatalf("calls %s: want b undone (its answer was a 503), a not (refused)", calls)
+	}
+}
+
+// A step whose request never left (a template error) did nothing: its compensation does not run.
+func TestUnsentStepIsNotCompensated(t *testing.T) {
+	svc := newService(t)
+	r := newRig(t, fmt.Sprintf(`
+steps:
+  - {name: a, method: PUT, url: "%[1]s/a/{{ .message.missing }}", body: '{}', compensate: {method: DELETE, url: "%[1]s/a"}}
+`, svc.URL))
+	if err := r.handle(r.record("ns-1", `{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := svc.seen(); len(got) != 0 {
+		t.Fatalf("calls %v", got)
+	}
+	if run := r.run("ns-1"); run.State != state.RunFailed {
+		t.Fatalf("run %s", run.State)
+	}
+}
+
+// A sibling's short retry does not call a step before its own Retry-After.
+func TestParallelRetriesKeepEachStepsPace(t *testing.T) {
+	svc := newService(t)
+	r := newRig(t, fmt.Sprintf(`
+retry: {schedule: [10ms, 10ms, 10ms, 10ms], jitter: 0}
+steps:
+  - parallel:
+      - {name: a, method: PUT, url: "%[1]s/a", body: '{}'}
+      - {name: b, method: PUT, url: "%[1]s/b", body: '{}'}
+`, svc.URL))
+	svc.answer("PUT /a", 503, 503, 200)
+	svc.hook = func(req *http.Request) {}
+	svc.answer("PUT /b", 429, 200)
+	svc.bodies["PUT /b"] = `{}`
+	rec := r.record("pp-1", `{}`)
+	// b's 429 carries no Retry-After here, so make its own schedule the slow one: a minute.
+	r.wf.Groups[0][1].Policy.Schedule = []time.Duration{time.Minute}
+	for range 3 {
+		err := r.handle(rec)
+		wait, retry := fault.RetryAfter(err)
+		if !retry {
+			break
+		}
+		r.advance(wait)
+	}
+	if n := strings.Count(strings.Join(svc.seen(), "|"), "PUT /b"); n != 1 {
+		t.Fatalf("b called %d times before its minute was up: %v", n, svc.seen())
+	}
+}
+
+// An id used again after its receipt expired is a new message: a new run, not the old one's
+// finished record.
+func TestReusedIdAfterExpiryStartsANewRun(t *testing.T) {
+	svc := newService(t)
+	r := newRig(t, fmt.Sprintf(threeSteps, svc.URL))
+	if err := r.handle(r.record("ru-1", `{"customer":"c","size":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.handle(r.recordAt("ru-1", `{"customer":"c","size":2}`, received.Add(8*24*time.Hour))); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(strings.Join(svc.seen(), "|"), "/accounts/"); n != 2 {
+		t.Fatalf("account checked %d times, want 2 (two messages)", n)
+	}
+	if c, _ := r.store.CountRuns(state.RunCompleted); c != 1 {
+		t.Fatalf("%d completed runs indexed, want 1", c)
+	}
+}
+
+// A run whose message was dead-lettered (compensation failed) does nothing when the message is
+// handled again before the stage committed; only a replay (which clears the mark) retries.
+func TestCompensationFailedRunIgnoresARedelivery(t *testing.T) {
+	svc := newService(t)
+	r := newRig(t, fmt.Sprintf(`
+compensation_retry: {schedule: [10ms]}
+steps:
+  - {name: a, method: PUT, url: "%[1]s/a", body: '{}', compensate: {method: DELETE, url: "%[1]s/a"}}
+  - {name: b, method: PUT, url: "%[1]s/b", body: '{}'}
+`, svc.URL))
+	svc.answer("PUT /b", 400)
+	svc.answer("DELETE /a", 400)
+	rec := r.record("cf-1", `{}`)
+	if err := r.drive(rec, 5); !fault.IsPermanent(err) {
+		t.Fatalf("handler error %v", err)
+	}
+	// The retry machinery dead-lettered it: its failure mark is final.
+	if err := r.store.Failures(state.Failures{Marks: []state.Mark{{Topic: "workflow", Client: "acme", Type: "order", ID: "cf-1",
+		ReceivedAt: received, Failed: state.MarkFinal}}}); err != nil {
+		t.Fatal(err)
+	}
+	before := len(svc.seen())
+	if err := r.handle(rec); err != nil {
+		t.Fatal(err)
+	}
+	if after := len(svc.seen()); after != before {
+		t.Fatalf("a redelivery made %d calls", after-before)
+	}
+	if run := r.run("cf-1"); run.State != state.RunCompensationFailed {
+		t.Fatalf("run %s", run.State)
 	}
 }
