@@ -144,6 +144,10 @@ func compile(cfg *config.Config) (*compiled, error) {
 			c.flows[t.Name] = wf
 			it.Expect = append(it.Expect, "workflow")
 			it.Workflow = true
+			if len(t.Pipeline.Process) == 0 && t.Pipeline.Sink == nil && len(t.Pipeline.Deliver) == 0 {
+				// Nothing for the process stage to do: straight to the workflow stage.
+				it.Topic = pipeline.TopicWorkflow
+			}
 		}
 		for j, st := range t.Pipeline.Process {
 			q, err := format.CompileJQ(st.JQ)

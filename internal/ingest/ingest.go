@@ -49,6 +49,9 @@ type Type struct {
 	Expect []string
 	// Workflow is set when the type runs a workflow (GET /v1/workflows/{id} looks there).
 	Workflow bool
+	// Topic, when set, is where the type's messages are appended instead of Config.Topic (a type
+	// that only runs a workflow goes straight to the workflow stage).
+	Topic string
 	// XML lists the XML dialects the type accepts (none: JSON only).
 	XML []*XMLInput
 }
@@ -442,7 +445,11 @@ func (g *Gateway) commit(ctx context.Context, cands []*candidate) *Problem {
 	}
 	// Not cancelled with the request: the stripe locks must be held until the append's outcome
 	// is known, even when the client hangs up during the fsync.
-	if err := g.store.Append(context.WithoutCancel(ctx), g.cfg.Topic, msgs, accepts); err != nil {
+	topic := g.cfg.Topic
+	if t := g.types[cands[0].msg.Type]; t != nil && t.Topic != "" {
+		topic = t.Topic // every candidate of a call has the type of its path
+	}
+	if err := g.store.Append(context.WithoutCancel(ctx), topic, msgs, accepts); err != nil {
 		g.cfg.Logger.Error("append to log failed", "err", err)
 		return unavailable("the log cannot accept messages now")
 	}
