@@ -264,9 +264,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}
 	a = &App{cfg: cfg, opts: opts, log: opts.Logger, metrics: obs.New(), dbs: map[string]*sqlsink.DB{},
 		finished: map[string]*atomic.Int64{}, release: make(chan struct{})}
+	built := a // the error returns below set a to nil
 	defer func() {
 		if err != nil {
-			a.close()
+			built.close()
 		}
 	}()
 	for _, cl := range cfg.Clients {
@@ -659,7 +660,11 @@ func (a *App) watchLog(ctx context.Context, failed chan<- error) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := a.db.Err(); err != nil {
+			err := a.db.Err()
+			if e, ok := a.buf.(interface{ Err() error }); ok && err == nil {
+				err = e.Err() // an external buffer that must stop (a lost claim)
+			}
+			if err != nil {
 				failed <- fmt.Errorf("the log refuses writes: %w", err)
 				return
 			}

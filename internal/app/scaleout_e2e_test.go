@@ -1,14 +1,22 @@
 package app_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	dronedelivery "github.com/weirhq/weir/examples/drone-delivery"
+	"github.com/weirhq/weir/internal/app"
+	"github.com/weirhq/weir/internal/buffer/natsjs"
 	"github.com/weirhq/weir/internal/buffer/natsjs/natstest"
+	"github.com/weirhq/weir/internal/config"
 	"github.com/weirhq/weir/internal/drone"
 	"github.com/weirhq/weir/internal/state"
 )
@@ -56,5 +64,27 @@ func droneDeliveryOn(t *testing.T, url string) {
 	}
 	if counts[state.RunFailed] != len(svc.Snapshot().Refused) || svc.Snapshot().Conflicts != 0 {
 		t.Fatalf("runs %v, %d refused, %d conflicts", counts, len(svc.Snapshot().Refused), svc.Snapshot().Conflicts)
+	}
+}
+
+// A second weir on the same NATS topics is refused at start while the first runs: both would
+// consume every partition.
+func TestSecondInstanceOnNATSIsRefused(t *testing.T) {
+	url := natstest.Server(t)
+	svc := drone.New(drone.Config{})
+	edit := []string{"data_dir: ${WEIR_DATA_DIR:-./weir-data}", "buffer: " + url + "\ndata_dir: ${WEIR_DATA_DIR:-./weir-data}"}
+	startDroneExample(t, svc, edit...)
+	path, err := dronedelivery.Write(t.TempDir(), append(edit, "data_dir: ${WEIR_DATA_DIR:-./weir-data}", "data_dir: data")...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		IngestAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
+	if !errors.Is(err, natsjs.ErrClaimed) {
+		t.Fatalf("second instance: %v, want natsjs.ErrClaimed", err)
 	}
 }

@@ -42,7 +42,7 @@ func (a *App) openStorage(ctx context.Context, dataDir string) error {
 	case cfg.Buffer == "embedded":
 		a.buf = a.db
 	case strings.HasPrefix(cfg.Buffer, "nats://"), strings.HasPrefix(cfg.Buffer, "tls://"):
-		b, err := natsjs.Open(ctx, natsjs.Config{URL: cfg.Buffer, Logger: a.log})
+		b, err := natsjs.Open(ctx, natsjs.Config{URL: cfg.Buffer, Logger: a.log, Exclusive: true})
 		if err != nil {
 			return err
 		}

@@ -23,9 +23,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -48,6 +50,12 @@ type Config struct {
 	Logger  *slog.Logger
 	// Options are extra nats.go connection options (credentials, TLS).
 	Options []nats.Option
+	// Exclusive makes Open claim the topics for this process: a second Weir on the same server
+	// and prefix is refused while the first lives (it would consume every partition too). The
+	// claim is a key with a time to live, renewed every few seconds; a process that dies frees
+	// it within OwnerTTL.
+	Exclusive bool
+	OwnerTTL  time.Duration // default 15s
 }
 
 // Buffer is the JetStream buffer. It implements buffer.Buffer.
@@ -60,6 +68,11 @@ type Buffer struct {
 	mu     sync.Mutex
 	topics map[string]int // partitions of the topics ensured
 	closed bool
+
+	owner     jetstream.KeyValue // the claim (Exclusive)
+	ownerErr  atomic.Pointer[error]
+	stopClaim chan struct{}
+	claimDone chan struct{}
 }
 
 const headerKey = "Weir-Key"
@@ -100,12 +113,93 @@ func Open(ctx context.Context, cfg Config) (*Buffer, error) {
 		nc.Close()
 		return nil, fmt.Errorf("natsjs: offsets bucket: %w", err)
 	}
+	if cfg.Exclusive {
+		if err := b.claim(ctx); err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
 	if cfg.Replicas < 3 {
 		cfg.Logger.Warn("NATS JetStream topics have fewer than 3 replicas: an acknowledged message lives on one server, "+
 			"which fsyncs every 2 minutes unless it runs with sync_interval: always — a power loss can lose it",
 			"replicas", cfg.Replicas)
 	}
 	return b, nil
+}
+
+// ErrClaimed refuses a second process on topics another one consumes.
+var ErrClaimed = errors.New("natsjs: another weir instance is consuming these topics")
+
+const ownerKey = "instance"
+
+// claim takes the owner key, or fails with ErrClaimed, and renews it until Close.
+func (b *Buffer) claim(ctx context.Context) error {
+	ttl := b.cfg.OwnerTTL
+	if ttl <= 0 {
+		ttl = 15 * time.Second
+	}
+	cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	kv, err := b.js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{Bucket: b.cfg.Prefix + "_owner",
+		Description: "the Weir instance consuming these topics", Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas, TTL: ttl})
+	if err != nil {
+		return fmt.Errorf("natsjs: owner bucket: %w", err)
+	}
+	host, _ := os.Hostname()
+	id := fmt.Sprintf("%s pid %d since %s", host, os.Getpid(), time.Now().UTC().Format(time.RFC3339))
+	rev, err := kv.Create(cctx, ownerKey, []byte(id))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		holder := ""
+		if e, gerr := kv.Get(cctx, ownerKey); gerr == nil {
+			holder = string(e.Value())
+		}
+		return fmt.Errorf("%w (%s; one instance per buffer until scale-out lands; a dead one frees it within %s)", ErrClaimed, holder, ttl)
+	}
+	if err != nil {
+		return fmt.Errorf("natsjs: claiming the topics: %w", err)
+	}
+	b.owner, b.stopClaim, b.claimDone = kv, make(chan struct{}), make(chan struct{})
+	go b.renew(id, rev, ttl)
+	return nil
+}
+
+// renew keeps the claim alive; losing it (a pause longer than the TTL let another take it) is
+// reported by Err.
+func (b *Buffer) renew(id string, rev uint64, ttl time.Duration) {
+	defer close(b.claimDone)
+	t := time.NewTicker(ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stopClaim:
+			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
+			b.owner.Delete(ctx, ownerKey, jetstream.LastRevision(rev))
+			cancel()
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), b.cfg.Timeout)
+		r, err := b.owner.Update(ctx, ownerKey, []byte(id), rev)
+		cancel()
+		if err == nil {
+			rev = r
+			continue
+		}
+		if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound) {
+			lost := fmt.Errorf("natsjs: lost the claim on the topics (another instance took it): %w", ErrClaimed)
+			b.ownerErr.Store(&lost)
+			return
+		}
+		b.cfg.Logger.Warn("renewing the claim on the NATS topics", "err", err) // retried next tick
+	}
+}
+
+// Err reports a lost claim: this process must stop consuming.
+func (b *Buffer) Err() error {
+	if p := b.ownerErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Replicas is the number of copies of each stream.
@@ -351,6 +445,10 @@ func (b *Buffer) Close() error {
 	}
 	b.closed = true
 	b.mu.Unlock()
+	if b.stopClaim != nil {
+		close(b.stopClaim)
+		<-b.claimDone
+	}
 	b.nc.Close()
 	return nil
 }

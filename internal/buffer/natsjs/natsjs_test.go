@@ -2,6 +2,7 @@ package natsjs
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"strings"
@@ -81,5 +82,49 @@ func TestPartitionsAreFixed(t *testing.T) {
 	}
 	if err := b2.EnsureTopic(ctx, buffer.TopicConfig{Name: "fixed", Partitions: 8}); err == nil || !strings.Contains(err.Error(), "has 4 partitions") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// With Exclusive, a second process on the same topics is refused while the first lives, and
+// gets them once the first closes — or, having died, lets its claim expire.
+func TestExclusiveClaim(t *testing.T) {
+	url := natstest.Server(t)
+	open := func() (*Buffer, error) {
+		return Open(context.Background(), Config{URL: url, Logger: quiet, Exclusive: true, OwnerTTL: time.Second})
+	}
+	first, err := open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(); !errors.Is(err, ErrClaimed) {
+		t.Fatalf("second open: %v, want ErrClaimed", err)
+	}
+	first.Close()
+	second, err := open()
+	if err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+	// The second dies without releasing (its connection drops first, so its last delete cannot
+	// reach the server): the claim expires after its TTL.
+	second.nc.Close()
+	close(second.stopClaim)
+	<-second.claimDone
+	if _, err := open(); !errors.Is(err, ErrClaimed) {
+		t.Fatalf("right after the death: %v, want the claim still held", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		third, err := open()
+		if err == nil {
+			third.Close()
+			break
+		}
+		if !errors.Is(err, ErrClaimed) || time.Now().After(deadline) {
+			t.Fatalf("the dead instance's claim did not expire: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if first.Err() != nil {
+		t.Fatalf("a closed buffer reports %v", first.Err())
 	}
 }
