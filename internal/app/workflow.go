@@ -96,6 +96,8 @@ func (o runObserver) Finished(wf, st string) {
 	o.m.InFlight.WithLabelValues(wf).Dec()
 }
 
+func (o runObserver) Compensated(wf string) { o.m.Runs.WithLabelValues(wf, "compensated").Inc() }
+
 func (o runObserver) Step(wf, step, outcome string, d time.Duration) {
 	o.m.StepDur.WithLabelValues(wf, step, outcome).Observe(d.Seconds())
 }

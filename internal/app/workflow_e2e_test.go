@@ -232,6 +232,7 @@ func TestWorkflowFailureNotifiesAndCounts(t *testing.T) {
 		`weir_workflow_runs_total{state="started",workflow="schedule-delivery"} 4`,
 		`weir_workflow_runs_total{state="completed",workflow="schedule-delivery"} 2`,
 		`weir_workflow_runs_total{state="failed",workflow="schedule-delivery"} 2`,
+		`weir_workflow_runs_total{state="compensated",workflow="schedule-delivery"} 2`,
 		`weir_workflow_runs_in_flight{workflow="schedule-delivery"} 0`,
 		`weir_workflow_call_seconds_count{outcome="compensated",step="package",workflow="schedule-delivery"} 2`,
 		`weir_stage_lag{partition="0",stage="workflow"} 0`,

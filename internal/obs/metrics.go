@@ -38,7 +38,7 @@ func New() *Metrics {
 	m.Dead = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weir_dead_letters_total", Help: "Messages dead-lettered."}, []string{"stage", "reason"})
 	m.Endpoint = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "weir_endpoint_state", Help: "Endpoint health: 0 healthy, 1 failing, 2 paused."}, []string{"endpoint"})
 	m.Streak = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "weir_endpoint_consecutive_failures", Help: "Consecutive failed delivery attempts."}, []string{"endpoint"})
-	m.Runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weir_workflow_runs_total", Help: "Workflow runs by state reached: started, completed, failed (compensated), compensation_failed."}, []string{"workflow", "state"})
+	m.Runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weir_workflow_runs_total", Help: "Workflow runs by state reached: started, completed, failed, compensated (failed, every completed step undone), compensation_failed."}, []string{"workflow", "state"})
 	m.InFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "weir_workflow_runs_in_flight", Help: "Workflow runs started and not finished."}, []string{"workflow"})
 	m.StepDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "weir_workflow_call_seconds", Help: "Latency of workflow calls and compensations.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2, 15)}, []string{"workflow", "step", "outcome"})

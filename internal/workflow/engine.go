@@ -39,6 +39,8 @@ type Store interface {
 type Observer interface {
 	Started(workflow string)
 	Finished(workflow, state string)
+	// Compensated is told about a failed run whose compensations all succeeded (at least one).
+	Compensated(workflow string)
 	Step(workflow, step, outcome string, d time.Duration)
 }
 
@@ -87,6 +89,7 @@ type nopObserver struct{}
 
 func (nopObserver) Started(string)                             {}
 func (nopObserver) Finished(string, string)                    {}
+func (nopObserver) Compensated(string)                         {}
 func (nopObserver) Step(string, string, string, time.Duration) {}
 
 // Handle runs the workflows of a batch of messages concurrently (the runtime never puts two
@@ -514,6 +517,17 @@ func (x *exec) compensate(ctx context.Context) error {
 	now := x.e.cfg.Clock().UTC()
 	r.UpdatedAt, r.FinishedAt = now, now
 	r.State = state.RunFailed
+	undone := false
+	for i := range r.Steps {
+		if c := r.Steps[i].Compensation; c != nil && c.Status == state.StepCompensated {
+			undone = true
+		}
+	}
+	defer func() {
+		if undone && len(failed) == 0 {
+			x.e.cfg.Observer.Compensated(x.wf.Name)
+		}
+	}()
 	var result error
 	if len(failed) > 0 {
 		r.State = state.RunCompensationFailed
