@@ -67,9 +67,9 @@ func droneDeliveryOn(t *testing.T, url string) {
 	}
 }
 
-// A second weir on the same NATS topics is refused at start while the first runs: both would
-// consume every partition.
-func TestSecondInstanceOnNATSIsRefused(t *testing.T) {
+// A second weir on the same NATS topics waits at start while the first runs (both would consume
+// every partition): it does not start consuming.
+func TestSecondInstanceOnNATSWaits(t *testing.T) {
 	url := natstest.Server(t)
 	svc := drone.New(drone.Config{})
 	edit := []string{"data_dir: ${WEIR_DATA_DIR:-./weir-data}", "buffer: " + url + "\ndata_dir: ${WEIR_DATA_DIR:-./weir-data}"}
@@ -82,7 +82,9 @@ func TestSecondInstanceOnNATSIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second) // it waits as a standby until then
+	defer cancel()
+	_, err = app.New(ctx, cfg, app.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		IngestAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0"})
 	if !errors.Is(err, natsjs.ErrClaimed) {
 		t.Fatalf("second instance: %v, want natsjs.ErrClaimed", err)

@@ -37,8 +37,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	_ "modernc.org/sqlite"
 
+	"github.com/weirhq/weir/internal/buffer/natsjs/natstest"
 	"github.com/weirhq/weir/internal/deliver"
 	"github.com/weirhq/weir/internal/partner"
 	"github.com/weirhq/weir/internal/pipeline"
@@ -141,11 +143,37 @@ func TestKillNineUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test: runs the weir binary for tens of seconds")
 	}
-	kills := max(*killsFlag, 3)
+	killNineUnderLoad(t, max(*killsFlag, 3))
+}
+
+// R1 with NATS JetStream as the buffer (a server in the test process, which outlives every
+// weir): the state beside it is written after the broker's ack, so a SIGKILL between the two
+// may duplicate, never lose. Each restart also waits for the killed instance's claim to expire.
+func TestKillNineUnderLoadOnNATS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test: runs the weir binary for tens of seconds")
+	}
+	killNineUnderLoad(t, 3, "buffer: "+natstest.Server(t))
+}
+
+// R1 with a Kafka-protocol buffer (a 3-broker kfake cluster in the test process).
+func TestKillNineUnderLoadOnKafka(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash test: runs the weir binary for tens of seconds")
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	killNineUnderLoad(t, 3, "buffer: kafka://"+strings.Join(c.ListenAddrs(), ","))
+}
+
+func killNineUnderLoad(t *testing.T, kills int, extra ...string) {
 	seed := *seedFlag
 	t.Logf("seed %d, %d kills", seed, kills)
 
-	r := newRig(t)
+	r := newRig(t, extra...)
 	w := r.w
 	rng := rand.New(rand.NewPCG(seed, 0))
 	load := startLoad(w, seed)
@@ -289,7 +317,9 @@ type rig struct {
 	ready []time.Duration // time to ready of every start
 }
 
-func newRig(t *testing.T) *rig {
+// newRig starts weir on the quickstart-like config; extra lines go at the top of the config
+// (buffer: …).
+func newRig(t *testing.T, extra ...string) *rig {
 	t.Helper()
 	r := &rig{t: t, dir: t.TempDir()}
 	sec, err := deliver.ParseSecret(secret)
@@ -299,7 +329,7 @@ func newRig(t *testing.T) *rig {
 	r.rcv = partner.New(partner.Config{Secrets: [][]byte{sec}})
 	ps := httptest.NewServer(r.rcv)
 	t.Cleanup(ps.Close)
-	cfgPath := writeConfig(t, r.dir, ps.URL+"/webhook")
+	cfgPath := writeConfig(t, r.dir, ps.URL+"/webhook", extra...)
 	r.w = newWeir(t, r.dir, cfgPath)
 	r.restart()
 	return r
@@ -466,7 +496,7 @@ func (r *rig) verify(results []result, faults string) {
 }
 
 // writeConfig writes weir.yaml with the quickstart's order type into dir and returns its path.
-func writeConfig(t *testing.T, dir, partnerURL string) string {
+func writeConfig(t *testing.T, dir, partnerURL string, extra ...string) string {
 	t.Helper()
 	for _, name := range []string{"order.schema.json", "transform.jq"} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "examples", "quickstart", name))
@@ -504,6 +534,7 @@ endpoints:
     timeout: 5s
     allow_private: true
 `, shutdownTimeout, client, hex.EncodeToString(sum[:]), partnerURL)
+	yaml = strings.Join(extra, "\n") + yaml
 	path := filepath.Join(dir, "weir.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

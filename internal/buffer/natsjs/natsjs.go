@@ -51,11 +51,12 @@ type Config struct {
 	// Options are extra nats.go connection options (credentials, TLS).
 	Options []nats.Option
 	// Exclusive makes Open claim the topics for this process: a second Weir on the same server
-	// and prefix is refused while the first lives (it would consume every partition too). The
-	// claim is a key with a time to live, renewed every few seconds; a process that dies frees
-	// it within OwnerTTL.
+	// and prefix waits in Open (a standby) while the first lives, since it would consume every
+	// partition too. The claim is a key with a time to live, renewed three times per TTL; a
+	// process that dies frees it within OwnerTTL, so a restart after a crash waits that long at
+	// most. Open gives up with ErrClaimed when its ctx ends first.
 	Exclusive bool
-	OwnerTTL  time.Duration // default 15s
+	OwnerTTL  time.Duration // default 6s
 }
 
 // Buffer is the JetStream buffer. It implements buffer.Buffer.
@@ -136,27 +137,45 @@ const ownerKey = "instance"
 func (b *Buffer) claim(ctx context.Context) error {
 	ttl := b.cfg.OwnerTTL
 	if ttl <= 0 {
-		ttl = 15 * time.Second
+		ttl = 6 * time.Second
 	}
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
-	defer cancel()
 	kv, err := b.js.CreateOrUpdateKeyValue(cctx, jetstream.KeyValueConfig{Bucket: b.cfg.Prefix + "_owner",
 		Description: "the Weir instance consuming these topics", Storage: jetstream.FileStorage, Replicas: b.cfg.Replicas, TTL: ttl})
+	cancel()
 	if err != nil {
 		return fmt.Errorf("natsjs: owner bucket: %w", err)
 	}
 	host, _ := os.Hostname()
 	id := fmt.Sprintf("%s pid %d since %s", host, os.Getpid(), time.Now().UTC().Format(time.RFC3339))
-	rev, err := kv.Create(cctx, ownerKey, []byte(id))
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	var rev uint64
+	var logged time.Time
+	for {
+		cctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+		rev, err = kv.Create(cctx, ownerKey, []byte(id))
 		holder := ""
-		if e, gerr := kv.Get(cctx, ownerKey); gerr == nil {
-			holder = string(e.Value())
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			if e, gerr := kv.Get(cctx, ownerKey); gerr == nil {
+				holder = string(e.Value())
+			}
 		}
-		return fmt.Errorf("%w (%s; one instance per buffer until scale-out lands; a dead one frees it within %s)", ErrClaimed, holder, ttl)
-	}
-	if err != nil {
-		return fmt.Errorf("natsjs: claiming the topics: %w", err)
+		cancel()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("natsjs: claiming the topics: %w", err)
+		}
+		if time.Since(logged) >= ttl {
+			logged = time.Now()
+			b.cfg.Logger.Warn("another weir instance consumes these NATS topics: waiting for its claim (it expires within the TTL once that instance is gone)",
+				"holder", holder, "ttl", ttl)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (%s)", ErrClaimed, holder)
+		case <-time.After(ttl / 6):
+		}
 	}
 	b.owner, b.stopClaim, b.claimDone = kv, make(chan struct{}), make(chan struct{})
 	go b.renew(id, rev, ttl)

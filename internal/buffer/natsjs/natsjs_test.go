@@ -85,12 +85,16 @@ func TestPartitionsAreFixed(t *testing.T) {
 	}
 }
 
-// With Exclusive, a second process on the same topics is refused while the first lives, and
-// gets them once the first closes — or, having died, lets its claim expire.
+// With Exclusive, a second process on the same topics waits while the first lives (here its
+// short ctx ends: ErrClaimed), and gets them once the first closes — or, having died, lets its
+// claim expire.
 func TestExclusiveClaim(t *testing.T) {
 	url := natstest.Server(t)
 	open := func() (*Buffer, error) {
-		return Open(context.Background(), Config{URL: url, Logger: quiet, Exclusive: true, OwnerTTL: time.Second})
+		// A short ctx: with the claim held, Open waits (a standby) until its ctx ends.
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		defer cancel()
+		return Open(ctx, Config{URL: url, Logger: quiet, Exclusive: true, OwnerTTL: time.Second})
 	}
 	first, err := open()
 	if err != nil {
