@@ -41,6 +41,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/admin/endpoints/{name}/resume", a.resume)
 	mux.HandleFunc("GET /v1/admin/workflows", a.workflows)
 	mux.HandleFunc("GET /v1/admin/workflows/{id}", a.workflowRun)
+	mux.HandleFunc("DELETE /v1/admin/workflows/{id}", a.deleteRun)
 }
 
 // Filter parses the dead-letter filters of a query: type, client, endpoint, stage, reason, since

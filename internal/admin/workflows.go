@@ -68,3 +68,28 @@ func (a *API) workflowRun(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, run)
 }
+
+// deleteRun removes a finished run, or one that awaits manual handling (compensation_failed)
+// once an operator settled it: the message id is then free for a new run. A run in flight is
+// refused (409).
+func (a *API) deleteRun(w http.ResponseWriter, r *http.Request) {
+	run, err := a.Store.WorkflowRun(r.PathValue("id"))
+	if errors.Is(err, state.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no such workflow run")
+		return
+	}
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if !state.Finished(run.State) {
+		writeError(w, http.StatusConflict, fmt.Sprintf("run %s is %s: it is still in flight", run.ID, run.State))
+		return
+	}
+	if err := a.Store.DeleteRun(run); err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.Logger.Info("workflow run deleted", "run", run.ID, "state", run.State, "message", run.MessageID)
+	w.WriteHeader(http.StatusNoContent)
+}

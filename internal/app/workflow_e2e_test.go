@@ -243,3 +243,25 @@ func TestWorkflowFailureNotifiesAndCounts(t *testing.T) {
 		}
 	}
 }
+
+// An operator deletes a finished run through the admin API; a run in flight is refused.
+func TestAdminDeletesFinishedRuns(t *testing.T) {
+	h := startDroneExample(t, drone.New(drone.Config{}))
+	if a := h.do("POST", "/v1/messages/delivery", "drone-app", "drone-token", "application/json", []byte(delivery("del-1", "c-1"))); a.code != 202 {
+		t.Fatalf("post: %d %s", a.code, a.raw)
+	}
+	h.waitRuns(1, 30*time.Second)
+	id := state.RunID("drone-app", "delivery", "del-1")
+	if a := h.admin().do("DELETE", "/v1/admin/workflows/"+id, "", "", "", nil); a.code != 204 {
+		t.Fatalf("delete: %d %s", a.code, a.raw)
+	}
+	if a := h.admin().do("GET", "/v1/admin/workflows/"+id, "", "", "", nil); a.code != 404 {
+		t.Fatalf("after delete: %d %s", a.code, a.raw)
+	}
+	if c := h.runCounts(); c[state.RunCompleted] != 0 {
+		t.Fatalf("counts after delete %v", c)
+	}
+	if a := h.admin().do("DELETE", "/v1/admin/workflows/"+id, "", "", "", nil); a.code != 404 {
+		t.Fatalf("delete again: %d", a.code)
+	}
+}

@@ -150,7 +150,12 @@ func (e *Engine) handle(ctx context.Context, rec buffer.Record) error {
 	if err == nil && !run.ReceivedAt.Equal(m.ReceivedAt) {
 		// The id was used again after its receipt expired: a new message, so a new run — once
 		// the earlier one no longer needs its record.
-		if !state.Finished(run.State) || run.State == state.RunCompensationFailed {
+		if run.State == state.RunCompensationFailed {
+			// Its record serves the earlier message's dead letter: this one waits as a dead
+			// letter too, until an operator settled the earlier one.
+			return fault.Permanent(fmt.Errorf("run %s of an earlier message with this id awaits manual handling (compensation failed): replay its dead letter, or discard it and delete the run (DELETE /v1/admin/workflows/%s); then replay this one", run.ID, run.ID))
+		}
+		if !state.Finished(run.State) {
 			return retryAfter(fmt.Errorf("run %s of an earlier message with this id is still %s", run.ID, run.State), time.Minute)
 		}
 		if err := e.cfg.Store.DeleteRun(run); err != nil {

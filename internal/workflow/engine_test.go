@@ -717,3 +717,24 @@ steps:
 		t.Fatalf("run %s", run.State)
 	}
 }
+
+// An id reused while the earlier message's run awaits manual handling waits as a dead letter
+// too (a permanent error naming the way out), instead of retrying forever.
+func TestReusedIdBehindACompensationFailedRun(t *testing.T) {
+	svc := newService(t)
+	r := newRig(t, fmt.Sprintf(`
+compensation_retry: {schedule: [10ms]}
+steps:
+  - {name: a, method: PUT, url: "%[1]s/a", body: '{}', compensate: {method: DELETE, url: "%[1]s/a"}}
+  - {name: b, method: PUT, url: "%[1]s/b", body: '{}'}
+`, svc.URL))
+	svc.answer("PUT /b", 400)
+	svc.answer("DELETE /a", 400)
+	if err := r.drive(r.record("rc-1", `{}`), 5); !fault.IsPermanent(err) {
+		t.Fatalf("first message: %v", err)
+	}
+	err := r.handle(r.recordAt("rc-1", `{}`, received.Add(8*24*time.Hour)))
+	if !fault.IsPermanent(err) || !strings.Contains(err.Error(), "DELETE /v1/admin/workflows/") {
+		t.Fatalf("reused id: %v", err)
+	}
+}
