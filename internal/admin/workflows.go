@@ -56,30 +56,32 @@ func (a *API) workflows(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, page)
 }
 
-func (a *API) workflowRun(w http.ResponseWriter, r *http.Request) {
+// run reads the run named in the path, answering 404 or the store's failure itself (nil then).
+func (a *API) run(w http.ResponseWriter, r *http.Request) *state.Run {
 	run, err := a.Store.WorkflowRun(r.PathValue("id"))
 	if errors.Is(err, state.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "no such workflow run")
-		return
+		return nil
 	}
 	if err != nil {
 		a.fail(w, err)
-		return
+		return nil
 	}
-	writeJSON(w, http.StatusOK, run)
+	return run
+}
+
+func (a *API) workflowRun(w http.ResponseWriter, r *http.Request) {
+	if run := a.run(w, r); run != nil {
+		writeJSON(w, http.StatusOK, run)
+	}
 }
 
 // deleteRun removes a finished run, or one that awaits manual handling (compensation_failed)
 // once an operator settled it: the message id is then free for a new run. A run in flight is
 // refused (409).
 func (a *API) deleteRun(w http.ResponseWriter, r *http.Request) {
-	run, err := a.Store.WorkflowRun(r.PathValue("id"))
-	if errors.Is(err, state.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "no such workflow run")
-		return
-	}
-	if err != nil {
-		a.fail(w, err)
+	run := a.run(w, r)
+	if run == nil {
 		return
 	}
 	if !state.Finished(run.State) {
