@@ -180,14 +180,16 @@ func (e *Engine) handle(ctx context.Context, rec buffer.Record) error {
 		}
 		return fault.Permanent(fmt.Errorf("workflow %q changed its steps while run %s was in flight", wf.Name, run.ID))
 	}
+	switch run.State {
+	case state.RunCompleted, state.RunFailed:
+		return nil // handled again after a crash: nothing left to do
+	}
 	x := &exec{e: e, wf: wf, msg: &m, run: run,
 		vars: format.Vars{ID: m.ID, Client: m.Client, Type: m.Type, Key: m.Key, ReceivedAt: m.ReceivedAt.Format(time.RFC3339Nano)}}
 	if err := x.context(); err != nil {
 		return err
 	}
 	switch run.State {
-	case state.RunCompleted, state.RunFailed:
-		return nil // handled again after a crash: nothing left to do
 	case state.RunCompensationFailed:
 		// Its message is a dead letter. Handled again after a crash (the dead letter recorded,
 		// the stage not yet committed past it) there is nothing to do; replayed, the
@@ -332,14 +334,11 @@ func retryAfter(err error, wait time.Duration) error {
 func (x *exec) step(ctx context.Context, s *Step) outcome {
 	x.mu.Lock()
 	sr := &x.run.Steps[s.Index]
-	status := sr.Status
+	status, next, last := sr.Status, sr.NextAt, sr.Error
 	x.mu.Unlock()
 	if status == state.StepSucceeded || status == state.StepSkipped {
 		return outcome{}
 	}
-	x.mu.Lock()
-	next, last := sr.NextAt, sr.Error
-	x.mu.Unlock()
 	if wait := next.Sub(x.e.cfg.Clock()); status == state.StepRetrying && wait > 0 {
 		// Its own schedule (or the peer's Retry-After) is not due yet: a sibling's earlier
 		// retry brought the run back.

@@ -13,6 +13,8 @@ import (
 	"github.com/weirhq/weir/internal/runtime"
 )
 
+// Per-stage metrics: lag, records in flight, adaptive concurrency limits.
+
 // lagCollector reports each stage's lag per partition on every scrape: the records of its
 // topic that its consumer group has not committed — the signal an autoscaler (KEDA) scales on.
 type lagCollector struct {
