@@ -517,6 +517,14 @@ func (c *consumer) read(ctx context.Context, p int, it jetstream.MessagesContext
 
 // Fetch waits for at least one record and returns up to max.
 func (c *consumer) Fetch(ctx context.Context, max int) ([]buffer.Record, error) {
+	// Records already read stay buffered after a Close: a closed consumer or buffer returns
+	// ErrClosed however the select below would pick.
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if err := c.b.check(); closed || err != nil {
+		return nil, buffer.ErrClosed
+	}
 	var out []buffer.Record
 	select {
 	case r := <-c.recs:
