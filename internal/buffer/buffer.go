@@ -79,6 +79,16 @@ type Consumer interface {
 	Close() error
 }
 
+// PartitionConsumer is an optional capability of a Buffer: a consumer of some partitions of a
+// topic only. Instances that share a topic (each holding the leases of some partitions) read
+// their partitions through it. Consumers of one group over disjoint partition sets, in one
+// process or several, do not disturb each other's reads or committed offsets.
+type PartitionConsumer interface {
+	// ConsumePartitions is Consume restricted to partitions: Fetch returns records of those
+	// partitions only, and Commit of any other partition is an error.
+	ConsumePartitions(ctx context.Context, topic, group string, partitions []int) (Consumer, error)
+}
+
 // Lagger is an optional capability of a Buffer: how far a consumer group is behind. Weir's
 // metrics ask for it on every scrape (the autoscaling signal), from any goroutine.
 type Lagger interface {
