@@ -47,7 +47,18 @@ type Config struct {
 	// Outcome, when set, is told what became of each stage's failures (for metrics).
 	Outcome func(topic string, retried int, dead []state.DeadLetter)
 	Logger  *slog.Logger
+	// Leases, when set, makes the scheduler run on one instance at a time: the one holding the
+	// "retry-scheduler" lease as Holder. Its re-injections are fenced by the lease.
+	Leases state.Leases
+	Holder string
 }
+
+// schedulerLease is the lease of the instance that re-injects due retries; its TTL bounds how
+// long retries wait when that instance dies.
+const (
+	schedulerLease    = "retry-scheduler"
+	schedulerLeaseTTL = 10 * time.Second
+)
 
 // Retries is Weir's failure handling: it turns stage failures into durable retries and dead
 // letters, re-injects due retries (Run), and replays dead letters.
@@ -65,6 +76,8 @@ type Retries struct {
 	low      time.Time
 	written  uint64    // retries scheduled so far: a scan that saw this change keeps low
 	fullScan time.Time // the last scan from the start (one a minute, against clock jumps)
+
+	fence *state.Lease // the scheduler's lease while Run holds it
 }
 
 // lower makes the next scan start no later than due.
@@ -349,12 +362,21 @@ func (r *Retries) poke() {
 // Run re-injects retries as they fall due until ctx ends. It returns the error that stops it
 // (the log refusing writes).
 func (r *Retries) Run(ctx context.Context) error {
+	if r.cfg.Leases != nil {
+		defer r.cfg.Leases.Release(context.WithoutCancel(ctx), schedulerLease, r.cfg.Holder)
+	}
 	for {
-		next, err := r.RunDue(ctx)
-		if err != nil {
-			if fault.IsShutdown(ctx, err) {
-				return nil
-			}
+		var next time.Time
+		held, err := r.lease(ctx)
+		if err == nil && held {
+			next, err = r.RunDue(ctx)
+		}
+		switch {
+		case errors.Is(err, state.ErrFenced):
+			r.cfg.Logger.Warn("retry scheduler: lease lost to another instance; standing by", "err", err)
+		case err != nil && fault.IsShutdown(ctx, err):
+			return nil
+		case err != nil:
 			return err
 		}
 		wait := time.Second // look again now and then: another process may have written entries
@@ -376,6 +398,31 @@ func (r *Retries) Run(ctx context.Context) error {
 	}
 }
 
+// lease takes or renews the scheduler's lease; without Leases the scheduler always runs.
+func (r *Retries) lease(ctx context.Context) (bool, error) {
+	if r.cfg.Leases == nil {
+		return true, nil
+	}
+	l, ok, err := r.cfg.Leases.Acquire(ctx, schedulerLease, r.cfg.Holder, schedulerLeaseTTL)
+	if err != nil {
+		r.fence = nil
+		r.cfg.Logger.Warn("retry scheduler: lease", "err", err)
+		return false, nil // try again: the state store may be back in a moment
+	}
+	if !ok {
+		r.fence = nil
+		return false, nil
+	}
+	if r.fence == nil || r.fence.Token != l.Token {
+		r.cfg.Logger.Info("retry scheduler: running on this instance", "token", l.Token)
+		r.mu.Lock()
+		r.low = time.Time{} // another instance ran it meanwhile: scan from the start
+		r.mu.Unlock()
+	}
+	r.fence = &l
+	return true, nil
+}
+
 // RunDue re-injects every retry due now and returns when the next one falls due (zero when none
 // waits). It is called from one goroutine at a time.
 func (r *Retries) RunDue(ctx context.Context) (time.Time, error) {
@@ -387,6 +434,9 @@ func (r *Retries) RunDue(ctx context.Context) (time.Time, error) {
 		}
 		low, written := r.low, r.written
 		r.mu.Unlock()
+		if r.cfg.Store.Shared() {
+			low = time.Time{} // other instances schedule retries this one does not hear of
+		}
 		due, next, err := r.cfg.Store.DueRetriesFrom(low, now, 1024)
 		if err != nil {
 			return time.Time{}, err
@@ -409,7 +459,7 @@ func (r *Retries) RunDue(ctx context.Context) (time.Time, error) {
 				return time.Time{}, err
 			}
 		}
-		if err := r.cfg.Store.Reinject(ctx, live); err != nil {
+		if err := r.cfg.Store.Reinject(ctx, live, r.fence); err != nil {
 			return time.Time{}, err
 		}
 		// Everything due up to now (or up to last, when the batch was full) is re-injected —

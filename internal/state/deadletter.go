@@ -10,10 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/weirhq/weir/internal/buffer"
-	"github.com/weirhq/weir/internal/buffer/embedded"
 )
 
 // DeadLetter is a message a stage gave up on: its schedule was exhausted, or it failed
@@ -115,26 +112,22 @@ func (s *Store) DeadLetters(f LetterFilter) ([]DeadLetter, error) {
 	if !f.Until.IsZero() {
 		upper = letterKey(NewLetterIDPrefix(f.Until))
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return nil, fmt.Errorf("state: %w", err)
-	}
-	defer it.Close()
 	var out []DeadLetter
-	for it.First(); it.Valid(); it.Next() {
-		d, err := decodeLetter(it.Value())
+	err := s.space.Scan(lower, upper, func(_, v []byte) error {
+		d, err := decodeLetter(v)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if !f.match(&d) {
-			continue
+			return nil
 		}
 		out = append(out, d)
 		if f.Limit > 0 && len(out) == f.Limit {
-			break
+			return errStop
 		}
-	}
-	return out, it.Error()
+		return nil
+	})
+	return out, err
 }
 
 // NewLetterIDPrefix is the id prefix of dead letters written at t (for time-range bounds).
@@ -149,14 +142,13 @@ var ErrNotFound = errors.New("state: not found")
 
 // DeadLetter returns one dead letter.
 func (s *Store) DeadLetter(id string) (DeadLetter, error) {
-	v, closer, err := s.db.Get(letterKey(id))
-	if errors.Is(err, pebble.ErrNotFound) {
+	v, ok, err := s.space.Get(letterKey(id))
+	if err != nil {
+		return DeadLetter{}, err
+	}
+	if !ok {
 		return DeadLetter{}, ErrNotFound
 	}
-	if err != nil {
-		return DeadLetter{}, fmt.Errorf("state: %w", err)
-	}
-	defer closer.Close()
 	return decodeLetter(v)
 }
 
@@ -186,22 +178,22 @@ func (s *Store) Replay(ctx context.Context, ids []string, reset func(d *DeadLett
 	for _, topic := range order {
 		letters := byTopic[topic]
 		msgs := make([]buffer.Message, len(letters))
-		side := make([]embedded.KV, 0, 2*len(letters))
+		side := make([]Op, 0, 3*len(letters))
 		for i := range letters {
 			d := &letters[i]
 			msgs[i] = buffer.Message{Key: d.Key, Value: reset(d)}
-			side = append(side, embedded.KV{Key: letterKey(d.ID), Delete: true})
+			side = append(side, del(letterKey(d.ID)))
 			// A fresh schedule: forget how far the failed run got.
 			mk := Mark{Topic: d.Topic, Client: d.Client, Type: d.Type, ID: d.MessageID}
-			side = append(side, embedded.KV{Key: mk.key(), Delete: true})
+			side = append(side, del(mk.key()))
 			ek, ev, err := eventKV(Event{Client: d.Client, ID: d.MessageID, Type: d.Type, Stage: d.Stage, Endpoint: d.Endpoint,
 				Status: StatusReplayed, At: now, Letter: d.ID})
 			if err != nil {
 				return done, err
 			}
-			side = append(side, embedded.KV{Key: ek, Value: ev})
+			side = append(side, set(ek, ev))
 		}
-		if err := s.owner.AppendWith(ctx, topic, msgs, side); err != nil {
+		if err := s.space.AppendWith(ctx, topic, msgs, Batch{Ops: side, Sync: true}); err != nil {
 			return done, fmt.Errorf("state: replay into %s: %w", topic, err)
 		}
 		for _, d := range letters {
@@ -215,25 +207,19 @@ func (s *Store) Replay(ctx context.Context, ids []string, reset func(d *DeadLett
 func (s *Store) Discard(ids []string) (int, error) {
 	s.replayMu.Lock()
 	defer s.replayMu.Unlock()
-	b := s.db.NewBatch()
-	defer b.Close()
-	n := 0
+	var ops []Op
 	for _, id := range unique(ids) {
 		if _, err := s.DeadLetter(id); errors.Is(err, ErrNotFound) {
 			continue
 		} else if err != nil {
 			return 0, err
 		}
-		b.Delete(letterKey(id), nil)
-		n++
+		ops = append(ops, del(letterKey(id)))
 	}
-	if n == 0 {
-		return 0, nil
+	if err := s.space.Write(context.Background(), Batch{Ops: ops, Sync: true}); err != nil {
+		return 0, err
 	}
-	if err := s.owner.Apply(b, true); err != nil {
-		return 0, fmt.Errorf("state: %w", err)
-	}
-	return n, nil
+	return len(ops), nil
 }
 
 // unique returns ids without repeats, in their first order.
@@ -251,13 +237,7 @@ func unique(ids []string) []string {
 
 // ExpireDeadLetters removes the dead letters written before cutoff.
 func (s *Store) ExpireDeadLetters(cutoff time.Time) error {
-	b := s.db.NewBatch()
-	defer b.Close()
-	b.DeleteRange([]byte(prefixLetter), letterKey(NewLetterIDPrefix(cutoff)), nil)
-	if err := s.owner.Apply(b, false); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	return nil
+	return s.space.Write(context.Background(), Batch{Ops: []Op{delRange([]byte(prefixLetter), letterKey(NewLetterIDPrefix(cutoff)))}})
 }
 
 // EndpointState is what survives a restart about an endpoint's health: whether it is paused.
@@ -273,26 +253,16 @@ func (s *Store) SetEndpoint(name string, st EndpointState) error {
 	if err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	b.Set(append([]byte(prefixEndpoint), name...), v, nil)
-	if err := s.owner.Apply(b, true); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	return nil
+	return s.space.Write(context.Background(), Batch{Ops: []Op{set(append([]byte(prefixEndpoint), name...), v)}, Sync: true})
 }
 
 // Endpoint returns an endpoint's stored state (the zero state when none was stored).
 func (s *Store) Endpoint(name string) (EndpointState, error) {
 	var st EndpointState
-	v, closer, err := s.db.Get(append([]byte(prefixEndpoint), name...))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return st, nil
+	v, ok, err := s.space.Get(append([]byte(prefixEndpoint), name...))
+	if err != nil || !ok {
+		return st, err
 	}
-	if err != nil {
-		return st, fmt.Errorf("state: %w", err)
-	}
-	defer closer.Close()
 	if err := json.Unmarshal(v, &st); err != nil {
 		return st, fmt.Errorf("state: endpoint %s: %w", name, err)
 	}

@@ -72,7 +72,7 @@ func list(t *testing.T, s *state.Store, f state.LetterFilter) []state.DeadLetter
 	return ls
 }
 
-func TestDeadLetterFilters(t *testing.T) {
+func testDeadLetterFilters(t *testing.T) {
 	s := open(t)
 	w := writeLetters(t, s, fiveLetters...)
 	minute := func(n int) time.Time { return letterBase.Add(time.Duration(n) * time.Minute) }
@@ -115,7 +115,7 @@ func TestDeadLetterFilters(t *testing.T) {
 }
 
 // Listing page by page with After and Limit visits every letter once, in order.
-func TestDeadLetterPaging(t *testing.T) {
+func testDeadLetterPaging(t *testing.T) {
 	s := open(t)
 	w := writeLetters(t, s, fiveLetters...)
 	var pages [][]int
@@ -134,7 +134,7 @@ func TestDeadLetterPaging(t *testing.T) {
 }
 
 // A dead letter reads back as it was written.
-func TestDeadLetterRoundTrip(t *testing.T) {
+func testDeadLetterRoundTrip(t *testing.T) {
 	s := open(t)
 	w := writeLetters(t, s, fiveLetters[3])[0]
 	got, err := s.DeadLetter(w.ID)
@@ -164,7 +164,7 @@ func TestNewLetterIDOrder(t *testing.T) {
 	}
 }
 
-func TestDiscard(t *testing.T) {
+func testDiscard(t *testing.T) {
 	s := open(t)
 	w := writeLetters(t, s, fiveLetters...)
 	n, err := s.Discard([]string{w[0].ID, w[2].ID, state.NewLetterID(letterBase.Add(time.Hour))})
@@ -186,7 +186,7 @@ func TestDiscard(t *testing.T) {
 }
 
 // Discard "returns how many existed": an id listed twice existed once.
-func TestDiscardDuplicateID(t *testing.T) {
+func testDiscardDuplicateID(t *testing.T) {
 	s := open(t)
 	w := writeLetters(t, s, fiveLetters[0])
 	if n, err := s.Discard([]string{w[0].ID, w[0].ID}); err != nil || n != 1 {
@@ -194,7 +194,7 @@ func TestDiscardDuplicateID(t *testing.T) {
 	}
 }
 
-func TestExpireDeadLetters(t *testing.T) {
+func testExpireDeadLetters(t *testing.T) {
 	s := open(t)
 	w := writeLetters(t, s, fiveLetters...)
 	retry := state.Retry{Topic: "in", Due: letterBase, Key: []byte("k"), Value: []byte("v")}
@@ -225,7 +225,7 @@ func openWithLog(t *testing.T) (*embedded.Log, *state.Store) {
 	t.Helper()
 	l := openLog(t, t.TempDir())
 	t.Cleanup(func() { l.Close() })
-	s, err := state.New(l)
+	s, err := storeOn(t, l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +259,7 @@ func consumeN(t *testing.T, l *embedded.Log, n int) []buffer.Record {
 }
 
 // Replay appends each letter to its topic with the message reset made, and removes the letter.
-func TestStoreReplay(t *testing.T) {
+func testStoreReplay(t *testing.T) {
 	l, s := openWithLog(t)
 	w := writeLetters(t, s, fiveLetters[0], fiveLetters[1])
 	var reset []string
@@ -294,7 +294,7 @@ func TestStoreReplay(t *testing.T) {
 }
 
 // Replay with one id listed twice appends its message once.
-func TestStoreReplayDuplicateID(t *testing.T) {
+func testStoreReplayDuplicateID(t *testing.T) {
 	l, s := openWithLog(t)
 	w := writeLetters(t, s, fiveLetters[0])
 	done, err := s.Replay(context.Background(), []string{w[0].ID, w[0].ID}, func(d *state.DeadLetter) []byte { return d.Message })
@@ -320,7 +320,7 @@ func dueKeys(rs []state.Retry) []string {
 	return out
 }
 
-func TestDueRetries(t *testing.T) {
+func testDueRetries(t *testing.T) {
 	s := open(t)
 	err := s.Failures(state.Failures{Retries: []state.Retry{
 		retryAt(3*time.Second, 0, 1), retryAt(time.Second, 1, 5), retryAt(2*time.Second, 0, 2), retryAt(2*time.Second, 1, 1),
@@ -368,7 +368,7 @@ func TestDueRetries(t *testing.T) {
 }
 
 // Reinject appends due retries to their topic and removes them, in one batch.
-func TestReinject(t *testing.T) {
+func testReinject(t *testing.T) {
 	l, s := openWithLog(t)
 	if err := s.Failures(state.Failures{Retries: []state.Retry{retryAt(time.Second, 0, 1), retryAt(time.Minute, 0, 2)}}); err != nil {
 		t.Fatal(err)
@@ -377,7 +377,7 @@ func TestReinject(t *testing.T) {
 	if err != nil || len(due) != 1 {
 		t.Fatalf("due: %v, %v", due, err)
 	}
-	if err := s.Reinject(context.Background(), due); err != nil {
+	if err := s.Reinject(context.Background(), due, nil); err != nil {
 		t.Fatal(err)
 	}
 	recs := consumeN(t, l, 1)
@@ -391,10 +391,10 @@ func TestReinject(t *testing.T) {
 }
 
 // Retries, dead letters and their events are in the log's database: they survive a restart.
-func TestRetriesSurviveReopen(t *testing.T) {
+func testRetriesSurviveReopen(t *testing.T) {
 	dir := t.TempDir()
 	l := openLog(t, dir)
-	s, err := state.New(l)
+	s, err := storeOn(t, l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,7 +413,7 @@ func TestRetriesSurviveReopen(t *testing.T) {
 
 	l = openLog(t, dir)
 	t.Cleanup(func() { l.Close() })
-	if s, err = state.New(l); err != nil {
+	if s, err = storeOn(t, l); err != nil {
 		t.Fatal(err)
 	}
 	due, next, err := s.DueRetries(letterBase.Add(24*time.Hour), 10)
@@ -432,7 +432,7 @@ func TestRetriesSurviveReopen(t *testing.T) {
 		t.Fatalf("trail after reopen: %+v, %v", tr, err)
 	}
 	// The reopened retries can still be re-injected (their store keys decode).
-	if err := s.Reinject(context.Background(), due[:1]); err != nil {
+	if err := s.Reinject(context.Background(), due[:1], nil); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.CountRetries(); err != nil || n != 1 {
@@ -441,7 +441,7 @@ func TestRetriesSurviveReopen(t *testing.T) {
 }
 
 // A notification with no messages must not make Failures drop what it was asked to write.
-func TestFailuresWithEmptyNotification(t *testing.T) {
+func testFailuresWithEmptyNotification(t *testing.T) {
 	s := open(t)
 	letter := state.DeadLetter{ID: state.NewLetterID(letterBase), Topic: "in", Reason: state.ReasonPermanent}
 	if err := s.Failures(state.Failures{Letters: []state.DeadLetter{letter}, Notify: &state.Notification{Topic: "in"}}); err != nil {
@@ -453,7 +453,7 @@ func TestFailuresWithEmptyNotification(t *testing.T) {
 }
 
 // With a notification, its messages and the dead letters are written together.
-func TestFailuresWithNotification(t *testing.T) {
+func testFailuresWithNotification(t *testing.T) {
 	l, s := openWithLog(t)
 	letter := state.DeadLetter{ID: state.NewLetterID(letterBase), Topic: "in", Reason: state.ReasonPermanent}
 	n := &state.Notification{Topic: "in", Msgs: []buffer.Message{{Key: []byte("ops"), Value: []byte("1 dead letter")}}}

@@ -39,7 +39,15 @@ func (e External) AppendWith(ctx context.Context, topic string, msgs []buffer.Me
 			return err
 		}
 	}
-	return writeKVs(e, side, true)
+	return PebbleSpace(e).Write(ctx, Batch{Ops: kvOps(side), Sync: true})
 }
 
 var _ DB = External{}
+
+func kvOps(kvs []embedded.KV) []Op {
+	ops := make([]Op, len(kvs))
+	for i, kv := range kvs {
+		ops[i] = Op{Key: kv.Key, Value: kv.Value, Delete: kv.Delete}
+	}
+	return ops
+}

@@ -8,10 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/weirhq/weir/internal/buffer"
-	"github.com/weirhq/weir/internal/buffer/embedded"
 )
 
 // Strict per-key order: while a message of a strict-order type waits for a retry, its key is
@@ -56,17 +53,13 @@ func parkedPrefix(h Hold) []byte {
 func (s *Store) Holds(topic string) (map[string]string, error) {
 	lower := append(append([]byte(prefixHold), topic...), 0)
 	upper := append(append([]byte(prefixHold), topic...), 1)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return nil, fmt.Errorf("state: %w", err)
-	}
-	defer it.Close()
 	out := map[string]string{}
-	for it.First(); it.Valid(); it.Next() {
-		id := it.Key()[len(lower):]
-		out[string(id[:len(id)-1])] = string(it.Value())
-	}
-	return out, it.Error()
+	err := s.space.Scan(lower, upper, func(k, v []byte) error {
+		id := k[len(lower):]
+		out[string(id[:len(id)-1])] = string(v)
+		return nil
+	})
+	return out, err
 }
 
 // Park puts a message behind its held key (unsynced, like Failures: written before the stage
@@ -76,13 +69,7 @@ func (s *Store) Park(h Hold, value []byte, partition int, offset uint64) error {
 	k := parkedPrefix(h)
 	k = binary.BigEndian.AppendUint32(k, uint32(partition))
 	k = binary.BigEndian.AppendUint64(k, offset)
-	b := s.db.NewBatch()
-	defer b.Close()
-	b.Set(k, value, nil)
-	if err := s.owner.Apply(b, false); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	return nil
+	return s.space.Write(context.Background(), Batch{Ops: []Op{set(k, value)}})
 }
 
 // Release ends the wait of a held key's current message: it appends the first parked message
@@ -92,26 +79,21 @@ func (s *Store) Park(h Hold, value []byte, partition int, offset uint64) error {
 func (s *Store) Release(ctx context.Context, h Hold, mark func([]byte) []byte, holder func([]byte) string) (string, error) {
 	p := parkedPrefix(h)
 	upper := append(bytes.Clone(p[:len(p)-1]), 1)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: upper})
-	if err != nil {
-		return "", fmt.Errorf("state: %w", err)
-	}
 	var key, value []byte
-	if it.First() {
-		key, value = bytes.Clone(it.Key()), bytes.Clone(it.Value())
+	err := s.space.Scan(p, upper, func(k, v []byte) error {
+		key, value = bytes.Clone(k), bytes.Clone(v)
+		return errStop
+	})
+	if err != nil {
+		return "", err
 	}
-	if err := it.Error(); err != nil {
-		it.Close()
-		return "", fmt.Errorf("state: %w", err)
-	}
-	it.Close()
 	if key == nil {
-		return "", s.apply([]embedded.KV{{Key: holdKey(h), Delete: true}}, false)
+		return "", s.space.Write(ctx, Batch{Ops: []Op{del(holdKey(h))}})
 	}
 	next := holder(value)
 	msg := buffer.Message{Key: []byte(h.Key), Value: mark(value)}
-	side := []embedded.KV{{Key: key, Delete: true}, {Key: holdKey(h), Value: []byte(next)}}
-	if err := s.owner.AppendWith(ctx, h.Topic, []buffer.Message{msg}, side); err != nil {
+	side := []Op{del(key), set(holdKey(h), []byte(next))}
+	if err := s.space.AppendWith(ctx, h.Topic, []buffer.Message{msg}, Batch{Ops: side, Sync: true}); err != nil {
 		return "", fmt.Errorf("state: release %s: %w", h.Topic, err)
 	}
 	return next, nil

@@ -4,14 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/weirhq/weir/internal/buffer"
-	"github.com/weirhq/weir/internal/buffer/embedded"
 )
 
 // Key prefixes of failure handling.
@@ -139,14 +135,10 @@ func (m *Mark) value() []byte {
 // (0 when none are).
 func (s *Store) Marked(topic, client, typ, id string, receivedAt time.Time) (uint32, error) {
 	m := Mark{Topic: topic, Client: client, Type: typ, ID: id}
-	v, closer, err := s.db.Get(m.key())
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
+	v, ok, err := s.space.Get(m.key())
+	if err != nil || !ok {
+		return 0, err
 	}
-	if err != nil {
-		return 0, fmt.Errorf("state: %w", err)
-	}
-	defer closer.Close()
 	failed, n := binary.Uvarint(v)
 	if n <= 0 {
 		return 0, fmt.Errorf("state: failure mark is corrupt")
@@ -168,79 +160,53 @@ func (s *Store) Marked(topic, client, typ, id string, receivedAt time.Time) (uin
 // notification the batch is an fsync'd append of its messages instead.
 func (s *Store) Failures(f Failures) error {
 	retries, letters, events, notify := f.Retries, f.Letters, f.Events, f.Notify
-	kvs := make([]embedded.KV, 0, len(retries)+len(letters)+len(events)+len(f.Holds))
+	kvs := make([]Op, 0, len(retries)+len(letters)+len(events)+len(f.Holds)+len(f.Marks))
 	for _, h := range f.Holds {
-		kvs = append(kvs, embedded.KV{Key: holdKey(h), Value: []byte(h.Holder)})
+		kvs = append(kvs, set(holdKey(h), []byte(h.Holder)))
 	}
 	for i := range f.Marks {
-		kvs = append(kvs, embedded.KV{Key: f.Marks[i].key(), Value: f.Marks[i].value()})
+		kvs = append(kvs, set(f.Marks[i].key(), f.Marks[i].value()))
 	}
 	for i := range retries {
-		kvs = append(kvs, embedded.KV{Key: retries[i].storeKey(), Value: retries[i].storeValue()})
+		kvs = append(kvs, set(retries[i].storeKey(), retries[i].storeValue()))
 	}
 	for i := range letters {
 		k, v, err := letters[i].kv()
 		if err != nil {
 			return err
 		}
-		kvs = append(kvs, embedded.KV{Key: k, Value: v})
+		kvs = append(kvs, set(k, v))
 	}
 	for _, e := range events {
 		k, v, err := eventKV(e)
 		if err != nil {
 			return err
 		}
-		kvs = append(kvs, embedded.KV{Key: k, Value: v})
+		kvs = append(kvs, set(k, v))
 	}
 	if notify != nil && len(notify.Msgs) > 0 {
-		if err := s.owner.AppendWith(context.Background(), notify.Topic, notify.Msgs, kvs); err != nil {
+		if err := s.space.AppendWith(context.Background(), notify.Topic, notify.Msgs, Batch{Ops: kvs, Sync: true}); err != nil {
 			return fmt.Errorf("state: %w", err)
 		}
 		return nil
 	}
-	return s.apply(kvs, false)
+	return s.space.Write(context.Background(), Batch{Ops: kvs})
 }
 
 // Orphan replaces retries by dead letters in one batch.
 func (s *Store) Orphan(retries []Retry, letters []DeadLetter) error {
-	kvs := make([]embedded.KV, 0, len(retries)+len(letters))
+	kvs := make([]Op, 0, len(retries)+len(letters))
 	for i := range retries {
-		kvs = append(kvs, embedded.KV{Key: retries[i].key, Delete: true})
+		kvs = append(kvs, del(retries[i].key))
 	}
 	for i := range letters {
 		k, v, err := letters[i].kv()
 		if err != nil {
 			return err
 		}
-		kvs = append(kvs, embedded.KV{Key: k, Value: v})
+		kvs = append(kvs, set(k, v))
 	}
-	return s.apply(kvs, true)
-}
-
-func (s *Store) apply(kvs []embedded.KV, sync bool) error { return writeKVs(s.owner, kvs, sync) }
-
-// writeKVs writes kvs to db's Pebble in one batch.
-func writeKVs(db DB, kvs []embedded.KV, sync bool) error {
-	if len(kvs) == 0 {
-		return nil
-	}
-	b := db.DB().NewBatch()
-	defer b.Close()
-	for _, kv := range kvs {
-		var err error
-		if kv.Delete {
-			err = b.Delete(kv.Key, nil)
-		} else {
-			err = b.Set(kv.Key, kv.Value, nil)
-		}
-		if err != nil {
-			return fmt.Errorf("state: %w", err)
-		}
-	}
-	if err := db.Apply(b, sync); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	return nil
+	return s.space.Write(context.Background(), Batch{Ops: kvs, Sync: true})
 }
 
 // DueRetries returns up to limit retries due at or before now, earliest first, and the due time
@@ -256,26 +222,24 @@ func (s *Store) DueRetriesFrom(from, now time.Time, limit int) ([]Retry, time.Ti
 	if from.UnixNano() > 0 {
 		lower = binary.BigEndian.AppendUint64(lower, uint64(from.UnixNano()))
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: []byte("r0")})
-	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("state: %w", err)
-	}
-	defer it.Close()
 	var out []Retry
-	for it.First(); it.Valid(); it.Next() {
-		r, err := decodeRetry(it.Key(), it.Value())
+	var next time.Time
+	err := s.space.Scan(lower, []byte("r0"), func(k, v []byte) error {
+		r, err := decodeRetry(k, v)
 		if err != nil {
-			return nil, time.Time{}, err
+			return err
 		}
 		if r.Due.After(now) || len(out) == limit {
-			return out, r.Due, nil
+			next = r.Due
+			return errStop
 		}
 		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		return nil, time.Time{}, err
 	}
-	if err := it.Error(); err != nil {
-		return nil, time.Time{}, fmt.Errorf("state: %w", err)
-	}
-	return out, time.Time{}, nil
+	return out, next, nil
 }
 
 // CountRetries returns how many messages wait for a retry.
@@ -284,21 +248,18 @@ func (s *Store) CountRetries() (int, error) {
 }
 
 func (s *Store) count(lower, upper string) (int, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(lower), UpperBound: []byte(upper)})
-	if err != nil {
-		return 0, fmt.Errorf("state: %w", err)
-	}
-	defer it.Close()
 	n := 0
-	for it.First(); it.Valid(); it.Next() {
+	err := s.space.Scan([]byte(lower), []byte(upper), func(_, _ []byte) error {
 		n++
-	}
-	return n, it.Error()
+		return nil
+	})
+	return n, err
 }
 
 // Reinject appends due retries to their topics and removes their entries in the same fsync'd
-// batch, so a retry is re-run once: never lost, never twice.
-func (s *Store) Reinject(ctx context.Context, retries []Retry) error {
+// batch, so a retry is re-run once: never lost, never twice. With a fence (the scheduler's
+// lease) the removal fails with ErrFenced once another instance took the lease over.
+func (s *Store) Reinject(ctx context.Context, retries []Retry, fence *Lease) error {
 	byTopic := map[string][]int{}
 	var order []string
 	for i, r := range retries {
@@ -310,12 +271,12 @@ func (s *Store) Reinject(ctx context.Context, retries []Retry) error {
 	for _, topic := range order {
 		idx := byTopic[topic]
 		msgs := make([]buffer.Message, len(idx))
-		side := make([]embedded.KV, len(idx))
+		side := make([]Op, len(idx))
 		for j, i := range idx {
 			msgs[j] = buffer.Message{Key: retries[i].Key, Value: retries[i].Value}
-			side[j] = embedded.KV{Key: retries[i].key, Delete: true}
+			side[j] = del(retries[i].key)
 		}
-		if err := s.owner.AppendWith(ctx, topic, msgs, side); err != nil {
+		if err := s.space.AppendWith(ctx, topic, msgs, Batch{Ops: side, Sync: true, Fence: fence}); err != nil {
 			return fmt.Errorf("state: re-inject into %s: %w", topic, err)
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -38,32 +37,38 @@ type DB interface {
 	AppendWith(ctx context.Context, topic string, msgs []buffer.Message, side []embedded.KV) error
 }
 
-// Store is the embedded state store. It is safe for concurrent use.
+// Store is the state store: its rules over a Space. It is safe for concurrent use.
 type Store struct {
-	owner DB
-	db    *pebble.DB
-	seen  *filter // every dedup key in the store is in it
+	space Space
+	seen  *filter // every dedup key in the store is in it; nil when the space is shared
 
 	replayMu sync.Mutex // serializes Replay and Discard
 }
 
 // New returns a store on the log's database, which the caller keeps open for the store's
-// lifetime. It reads every remembered dedup key once, to fill the in-memory filter.
-func New(owner DB) (*Store, error) {
-	s := &Store{owner: owner, db: owner.DB(), seen: newFilter()}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefixDedup), UpperBound: []byte("d0")})
+// lifetime.
+func New(owner DB) (*Store, error) { return Open(PebbleSpace(owner)) }
+
+// Open returns a store on space. An unshared space's dedup keys are read once, to fill the
+// in-memory filter that spares most lookups of new ids a read.
+func Open(space Space) (*Store, error) {
+	s := &Store{space: space}
+	if space.Shared() {
+		return s, nil
+	}
+	s.seen = newFilter()
+	err := space.Scan([]byte(prefixDedup), []byte("d0"), func(k, _ []byte) error {
+		s.seen.add(k)
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("state: %w", err)
-	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		s.seen.add(it.Key())
-	}
-	if err := it.Error(); err != nil {
 		return nil, fmt.Errorf("state: loading dedup keys: %w", err)
 	}
 	return s, nil
 }
+
+// Shared reports whether other instances share the store.
+func (s *Store) Shared() bool { return s.space.Shared() }
 
 // Receipt is what dedup remembers about an accepted message id.
 type Receipt struct {
@@ -84,17 +89,13 @@ func dedupKey(client, typ, id string) []byte {
 // Receipt returns the receipt of (client, type, id), if that id was accepted before.
 func (s *Store) Receipt(client, typ, id string) (Receipt, bool, error) {
 	dk := dedupKey(client, typ, id)
-	if !s.seen.mayContain(dk) {
+	if s.seen != nil && !s.seen.mayContain(dk) {
 		return Receipt{}, false, nil
 	}
-	v, closer, err := s.db.Get(dk)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return Receipt{}, false, nil
+	v, ok, err := s.space.Get(dk)
+	if err != nil || !ok {
+		return Receipt{}, false, err
 	}
-	if err != nil {
-		return Receipt{}, false, fmt.Errorf("state: dedup lookup: %w", err)
-	}
-	defer closer.Close()
 	if len(v) != sha256.Size+8 {
 		return Receipt{}, false, fmt.Errorf("state: dedup receipt of %d bytes is corrupt", len(v))
 	}
@@ -108,21 +109,23 @@ func (s *Store) Receipt(client, typ, id string) (Receipt, bool, error) {
 // receipts and "accepted" status events in accepts: a message is never acknowledged without
 // its receipt, and a receipt never survives a crash without its message.
 func (s *Store) Append(ctx context.Context, topic string, msgs []buffer.Message, accepts []Accept) error {
-	side := make([]embedded.KV, 0, 3*len(accepts))
+	side := make([]Op, 0, 3*len(accepts))
 	for _, m := range accepts {
 		v := make([]byte, sha256.Size+8)
 		copy(v, m.Receipt.BodyHash[:])
 		binary.BigEndian.PutUint64(v[sha256.Size:], uint64(m.Receipt.AcceptedAt.UnixNano()))
 		dk := dedupKey(m.Client, m.Type, m.ID)
-		// In the filter before the write lands: the filter may only err towards "maybe seen".
-		s.seen.add(dk)
+		if s.seen != nil {
+			// In the filter before the write lands: the filter may only err towards "maybe seen".
+			s.seen.add(dk)
+		}
 		ek, ev, err := eventKV(Event{Client: m.Client, ID: m.ID, Type: m.Type, Stage: "ingest", Status: StatusAccepted, At: m.Receipt.AcceptedAt})
 		if err != nil {
 			return err
 		}
-		side = append(side, embedded.KV{Key: dk, Value: v}, embedded.KV{Key: expiryKey(m.Receipt.AcceptedAt, dk)}, embedded.KV{Key: ek, Value: ev})
+		side = append(side, set(dk, v), set(expiryKey(m.Receipt.AcceptedAt, dk), []byte{}), set(ek, ev))
 	}
-	return s.owner.AppendWith(ctx, topic, msgs, side)
+	return s.space.AppendWith(ctx, topic, msgs, Batch{Ops: side, Sync: true})
 }
 
 func expiryKey(at time.Time, dk []byte) []byte {
@@ -138,40 +141,33 @@ func expiryKey(at time.Time, dk []byte) []byte {
 func (s *Store) ExpireReceipts(cutoff time.Time) (int, error) {
 	lower := []byte(prefixExpiry)
 	upper := binary.BigEndian.AppendUint64([]byte(prefixExpiry), uint64(cutoff.UnixNano()))
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return 0, fmt.Errorf("state: %w", err)
-	}
-	defer it.Close()
-	b := s.db.NewBatch()
-	defer b.Close()
+	var ops []Op
 	n := 0
-	for it.First(); it.Valid(); it.Next() {
-		k := it.Key()
-		dk := k[len(prefixExpiry)+8:]
-		b.Delete(dk, nil)
+	err := s.space.Scan(lower, upper, func(k, _ []byte) error {
+		dk := bytes.Clone(k[len(prefixExpiry)+8:])
+		ops = append(ops, del(dk))
 		if client, rest, ok := bytes.Cut(dk[len(prefixDedup):], []byte{0}); ok {
 			if typ, id, ok := bytes.Cut(rest, []byte{0}); ok {
 				p := typeStatusPrefix(string(client), string(id), string(typ))
-				b.DeleteRange(p, append(bytes.Clone(p[:len(p)-1]), 1), nil)
+				ops = append(ops, delRange(p, append(bytes.Clone(p[:len(p)-1]), 1)))
 				m := markPrefix(string(client), string(typ), string(id))
-				b.DeleteRange(m, append(bytes.Clone(m[:len(m)-1]), 1), nil)
-				if err := s.deleteRun(b, RunID(string(client), string(typ), string(id))); err != nil {
-					return 0, err
+				ops = append(ops, delRange(m, append(bytes.Clone(m[:len(m)-1]), 1)))
+				run, err := s.finishedRunOps(RunID(string(client), string(typ), string(id)))
+				if err != nil {
+					return err
 				}
+				ops = append(ops, run...)
 			}
 		}
 		n++
+		return nil
+	})
+	if err != nil || n == 0 {
+		return 0, err
 	}
-	if err := it.Error(); err != nil {
-		return 0, fmt.Errorf("state: %w", err)
-	}
-	if n == 0 {
-		return 0, nil
-	}
-	b.DeleteRange(lower, upper, nil)
-	if err := s.owner.Apply(b, false); err != nil {
-		return 0, fmt.Errorf("state: %w", err)
+	ops = append(ops, delRange(lower, upper))
+	if err := s.space.Write(context.Background(), Batch{Ops: ops}); err != nil {
+		return 0, err
 	}
 	return n, nil
 }
@@ -247,33 +243,17 @@ func eventKV(e Event) (key, value []byte, err error) {
 	return k, v, nil
 }
 
-func setEvent(b *pebble.Batch, e Event) error {
-	k, v, err := eventKV(e)
-	if err != nil {
-		return err
-	}
-	if err := b.Set(k, v, nil); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	return nil
-}
-
 // Record writes status events (unsynced, like Accepted).
 func (s *Store) Record(events ...Event) error {
-	if len(events) == 0 {
-		return nil
-	}
-	b := s.db.NewBatch()
-	defer b.Close()
+	ops := make([]Op, 0, len(events))
 	for _, e := range events {
-		if err := setEvent(b, e); err != nil {
+		k, v, err := eventKV(e)
+		if err != nil {
 			return err
 		}
+		ops = append(ops, set(k, v))
 	}
-	if err := s.owner.Apply(b, false); err != nil {
-		return fmt.Errorf("state: %w", err)
-	}
-	return nil
+	return s.space.Write(context.Background(), Batch{Ops: ops})
 }
 
 // Trail returns the status events of client's message id (of every type that used the id),
@@ -281,22 +261,18 @@ func (s *Store) Record(events ...Event) error {
 func (s *Store) Trail(client, id string) ([]Event, error) {
 	prefix := statusPrefix(client, id)
 	upper := append(bytes.Clone(prefix[:len(prefix)-1]), 1)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: upper})
-	if err != nil {
-		return nil, fmt.Errorf("state: %w", err)
-	}
-	defer it.Close()
 	var out []Event
-	for it.First(); it.Valid(); it.Next() {
+	err := s.space.Scan(prefix, upper, func(_, v []byte) error {
 		var e Event
-		if err := json.Unmarshal(it.Value(), &e); err != nil {
-			return nil, fmt.Errorf("state: status event: %w", err)
+		if err := json.Unmarshal(v, &e); err != nil {
+			return fmt.Errorf("state: status event: %w", err)
 		}
 		e.Client, e.ID = client, id
 		out = append(out, e)
-	}
-	if err := it.Error(); err != nil {
-		return nil, fmt.Errorf("state: %w", err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
 	return out, nil

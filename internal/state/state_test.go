@@ -42,14 +42,14 @@ func open(t *testing.T) *state.Store {
 	t.Helper()
 	l := openLog(t, t.TempDir())
 	t.Cleanup(func() { l.Close() })
-	s, err := state.New(l)
+	s, err := storeOn(t, l)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return s
 }
 
-func TestReceiptsTrailsAndExpiry(t *testing.T) {
+func testReceiptsTrailsAndExpiry(t *testing.T) {
 	s := open(t)
 	old := time.Now().Add(-8 * 24 * time.Hour)
 	now := time.Now()
@@ -92,10 +92,10 @@ func TestReceiptsTrailsAndExpiry(t *testing.T) {
 }
 
 // Receipts are found after a restart: the in-memory filter is refilled from the store.
-func TestReceiptsSurviveReopen(t *testing.T) {
+func testReceiptsSurviveReopen(t *testing.T) {
 	dir := t.TempDir()
 	l := openLog(t, dir)
-	s, _ := state.New(l)
+	s, _ := storeOn(t, l)
 	h := sha256.Sum256([]byte("x"))
 	var accepts []state.Accept
 	for i := range 1000 {
@@ -105,7 +105,7 @@ func TestReceiptsSurviveReopen(t *testing.T) {
 	l.Close()
 	l = openLog(t, dir)
 	defer l.Close()
-	s, err := state.New(l)
+	s, err := storeOn(t, l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestReceiptsSurviveReopen(t *testing.T) {
 }
 
 // One client may use an id for two types: each has its own trail and its own expiry.
-func TestSameIDTwoTypes(t *testing.T) {
+func testSameIDTwoTypes(t *testing.T) {
 	s := open(t)
 	h := sha256.Sum256([]byte("x"))
 	old, now := time.Now().Add(-30*24*time.Hour), time.Now()

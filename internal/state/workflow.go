@@ -11,10 +11,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/weirhq/weir/internal/buffer"
-	"github.com/weirhq/weir/internal/buffer/embedded"
 )
 
 // Key prefixes of workflow runs.
@@ -129,14 +126,13 @@ func runStateKey(state string, started time.Time, id string) []byte {
 
 // WorkflowRun returns the run with the given id.
 func (s *Store) WorkflowRun(id string) (*Run, error) {
-	v, closer, err := s.db.Get(runKey(id))
-	if errors.Is(err, pebble.ErrNotFound) {
+	v, ok, err := s.space.Get(runKey(id))
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
 		return nil, ErrNotFound
 	}
-	if err != nil {
-		return nil, fmt.Errorf("state: %w", err)
-	}
-	defer closer.Close()
 	r, err := decodeRun(v)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", err, id)
@@ -144,20 +140,20 @@ func (s *Store) WorkflowRun(id string) (*Run, error) {
 	return r, nil
 }
 
-func (s *Store) runKVs(r *Run, events []Event) ([]embedded.KV, error) {
-	kvs := []embedded.KV{{Key: runKey(r.ID), Value: r.encode()}}
+func (s *Store) runKVs(r *Run, events []Event) ([]Op, error) {
+	kvs := []Op{set(runKey(r.ID), r.encode())}
 	if r.saved != r.State {
 		if r.saved != "" {
-			kvs = append(kvs, embedded.KV{Key: runStateKey(r.saved, r.StartedAt, r.ID), Delete: true})
+			kvs = append(kvs, del(runStateKey(r.saved, r.StartedAt, r.ID)))
 		}
-		kvs = append(kvs, embedded.KV{Key: runStateKey(r.State, r.StartedAt, r.ID), Value: []byte{}})
+		kvs = append(kvs, set(runStateKey(r.State, r.StartedAt, r.ID), []byte{}))
 	}
 	for _, e := range events {
 		k, v, err := eventKV(e)
 		if err != nil {
 			return nil, err
 		}
-		kvs = append(kvs, embedded.KV{Key: k, Value: v})
+		kvs = append(kvs, set(k, v))
 	}
 	return kvs, nil
 }
@@ -169,7 +165,7 @@ func (s *Store) SaveRun(r *Run, sync bool, events ...Event) error {
 	if err != nil {
 		return err
 	}
-	if err := s.apply(kvs, sync); err != nil {
+	if err := s.space.Write(context.Background(), Batch{Ops: kvs, Sync: sync}); err != nil {
 		return err
 	}
 	r.saved = r.State
@@ -183,7 +179,7 @@ func (s *Store) SaveRunWith(ctx context.Context, r *Run, topic string, msgs []bu
 	if err != nil {
 		return err
 	}
-	if err := s.owner.AppendWith(ctx, topic, msgs, kvs); err != nil {
+	if err := s.space.AppendWith(ctx, topic, msgs, Batch{Ops: kvs, Sync: true}); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
 	r.saved = r.State
@@ -215,34 +211,31 @@ func (s *Store) Runs(f RunFilter) ([]Run, string, error) {
 		}
 		lower = append(after, 0)
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
-	if err != nil {
-		return nil, "", fmt.Errorf("state: %w", err)
-	}
-	defer it.Close()
 	var out []Run
-	for it.First(); it.Valid(); it.Next() {
-		k := it.Key()
+	next := ""
+	err := s.space.Scan(lower, upper, func(k, _ []byte) error {
 		id := string(k[len(prefixRunState)+len(f.State)+9:])
 		r, err := s.WorkflowRun(id)
 		if errors.Is(err, ErrNotFound) {
-			continue
+			return nil
 		}
 		if err != nil {
-			return nil, "", err
+			return err
 		}
 		if (f.Workflow != "" && r.Workflow != f.Workflow) || (f.Type != "" && r.Type != f.Type) || (f.Client != "" && r.Client != f.Client) {
-			continue
+			return nil
 		}
 		out = append(out, *r)
 		if len(out) == f.Limit {
-			return out, hex.EncodeToString(k), nil
+			next = hex.EncodeToString(k)
+			return errStop
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
 	}
-	if err := it.Error(); err != nil {
-		return nil, "", fmt.Errorf("state: %w", err)
-	}
-	return out, "", nil
+	return out, next, nil
 }
 
 // CountRuns returns how many runs are in a state.
@@ -252,27 +245,25 @@ func (s *Store) CountRuns(state string) (int, error) {
 	return s.count(string(lower), string(append(bytes.Clone(lower[:len(lower)-1]), 1)))
 }
 
-// deleteRun removes a finished run (with its receipt's expiry); a run still in flight stays.
-func (s *Store) deleteRun(b *pebble.Batch, id string) error {
+// finishedRunOps removes a finished run (with its receipt's expiry); a run still in flight stays.
+func (s *Store) finishedRunOps(id string) ([]Op, error) {
 	r, err := s.WorkflowRun(id)
 	if errors.Is(err, ErrNotFound) {
-		return nil
+		return nil, nil
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// In flight, or waiting for manual handling (its dead letter outlives the receipt, and a
 	// replay must find the run, not start the saga again): kept.
 	if !Finished(r.State) || r.State == RunCompensationFailed {
-		return nil
+		return nil, nil
 	}
-	b.Delete(runKey(id), nil)
-	b.Delete(runStateKey(r.State, r.StartedAt, id), nil)
-	return nil
+	return []Op{del(runKey(id)), del(runStateKey(r.State, r.StartedAt, id))}, nil
 }
 
 // DeleteRun removes a run and its index entry (a finished run whose message id was reused after
 // its receipt expired).
 func (s *Store) DeleteRun(r *Run) error {
-	return s.apply([]embedded.KV{{Key: runKey(r.ID), Delete: true}, {Key: runStateKey(r.saved, r.StartedAt, r.ID), Delete: true}}, false)
+	return s.space.Write(context.Background(), Batch{Ops: []Op{del(runKey(r.ID)), del(runStateKey(r.saved, r.StartedAt, r.ID))}})
 }

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/weirhq/weir/internal/message"
+	"github.com/weirhq/weir/internal/pgpool/pgtest"
 )
 
 // env is one real database for one test: a SQLite file in t.TempDir, or a fresh schema in the
@@ -29,12 +29,7 @@ type env struct {
 }
 
 // pgTestDSN is the PostgreSQL the tests use: WEIR_TEST_POSTGRES, or the local one.
-func pgTestDSN() string {
-	if v := os.Getenv("WEIR_TEST_POSTGRES"); v != "" {
-		return v
-	}
-	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-}
+func pgTestDSN() string { return pgtest.DSN() }
 
 // conformance runs body against every backend. The bodies are the contract: a backend passes
 // all of them or it is not done.
@@ -110,7 +105,7 @@ func (e *env) lock(t testing.TB, table string) (unlock func()) {
 			raw.Close()
 		}
 	case *pgBackend:
-		c, err := b.pool.acquire(t.Context())
+		c, err := b.pool.Acquire(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -122,7 +117,7 @@ func (e *env) lock(t testing.TB, table string) (unlock func()) {
 		}
 		return func() {
 			c.Exec(t.Context(), "ROLLBACK")
-			b.pool.release(c)
+			b.pool.Release(c)
 		}
 	}
 	t.Fatalf("unknown backend %T", e.db.b)
@@ -188,11 +183,11 @@ func (e *env) execCtx(ctx context.Context, q string) error {
 		_, err := b.db.ExecContext(ctx, q)
 		return err
 	case *pgBackend:
-		c, err := b.pool.acquire(ctx)
+		c, err := b.pool.Acquire(ctx)
 		if err != nil {
 			return err
 		}
-		defer b.pool.release(c)
+		defer b.pool.Release(c)
 		_, err = c.Exec(ctx, q)
 		return err
 	}
@@ -233,11 +228,11 @@ func (e *env) query(t testing.TB, q string) [][]*string {
 			t.Fatal(err)
 		}
 	case *pgBackend:
-		c, err := b.pool.acquire(t.Context())
+		c, err := b.pool.Acquire(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer b.pool.release(c)
+		defer b.pool.Release(c)
 		rows, err := c.Query(t.Context(), q)
 		if err != nil {
 			t.Fatalf("%s: %v", q, err)

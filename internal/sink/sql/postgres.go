@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/weirhq/weir/internal/fault"
+	"github.com/weirhq/weir/internal/pgpool"
 )
 
 // pgMaxChunk bounds the rows of one statement. The parameter count does not depend on it (one
@@ -28,7 +29,7 @@ const pgMaxChunk = 8192
 const pgDDLLock int64 = 0x5765697253696e6b // "WeirSink"
 
 type pgBackend struct {
-	pool *pgPool
+	pool *pgpool.Pool
 }
 
 func openPostgres(ctx context.Context, dsn string) (*pgBackend, error) {
@@ -52,18 +53,18 @@ func openPostgres(ctx context.Context, dsn string) (*pgBackend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: postgres dsn: %w", ErrInvalidConfig, err)
 	}
-	p := newPGPool(cfg, maxConns)
-	c, err := p.acquire(ctx)
+	p := pgpool.New(cfg, maxConns)
+	c, err := p.Acquire(ctx)
 	if err != nil {
-		p.close()
+		p.Close()
 		return nil, fmt.Errorf("sqlsink: connect to postgres: %w", err)
 	}
-	p.release(c)
+	p.Release(c)
 	return &pgBackend{pool: p}, nil
 }
 
 func (b *pgBackend) close() error {
-	b.pool.close()
+	b.pool.Close()
 	return nil
 }
 
@@ -72,11 +73,11 @@ var pgTypes = map[ColumnType]string{
 }
 
 func (b *pgBackend) table(ctx context.Context, t *Table) (writer, error) {
-	conn, err := b.pool.acquire(ctx)
+	conn, err := b.pool.Acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer b.pool.release(conn)
+	defer b.pool.Release(conn)
 	if !t.noCreate {
 		if err := pgCreate(ctx, conn, t); err != nil {
 			return nil, classifyPG(err)
@@ -164,17 +165,17 @@ func pgInsert(t *Table) string {
 }
 
 type pgWriter struct {
-	pool *pgPool
+	pool *pgpool.Pool
 	sql  string
 	cols []column
 }
 
 func (w *pgWriter) write(ctx context.Context, rows []row) error {
-	conn, err := w.pool.acquire(ctx)
+	conn, err := w.pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
-	defer w.pool.release(conn)
+	defer w.pool.Release(conn)
 	if len(rows) <= pgMaxChunk {
 		// One statement is atomic on its own: no BEGIN/COMMIT round trips.
 		_, err := conn.Exec(ctx, w.sql, w.args(rows)...)

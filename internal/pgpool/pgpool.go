@@ -1,17 +1,23 @@
-package sqlsink
+// Package pgpool is a small pool of PostgreSQL connections, shared by the SQL sink and the
+// PostgreSQL state store.
+package pgpool
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// pgPool is a small pool of pgx connections. pgxpool would pull in another module for what
-// the sink needs here: a bound on connections, reuse of idle ones (each keeps its prepared
+// ErrClosed is returned by Acquire after Close.
+var ErrClosed = errors.New("pgpool: closed")
+
+// Pool is a small pool of pgx connections. pgxpool would pull in another module for what
+// Weir needs here: a bound on connections, reuse of idle ones (each keeps its prepared
 // statements), and never handing out a connection that is broken or mid-transaction.
-type pgPool struct {
+type Pool struct {
 	cfg   *pgx.ConnConfig
 	slots chan struct{} // one token per connection in use
 
@@ -29,12 +35,13 @@ type idleConn struct {
 // restart or a proxy timeout would otherwise cost the next write a transient failure.
 const pgPingAfter = time.Second
 
-func newPGPool(cfg *pgx.ConnConfig, maxConns int) *pgPool {
-	return &pgPool{cfg: cfg, slots: make(chan struct{}, maxConns)}
+// New returns a pool of at most maxConns connections made with cfg.
+func New(cfg *pgx.ConnConfig, maxConns int) *Pool {
+	return &Pool{cfg: cfg, slots: make(chan struct{}, maxConns)}
 }
 
-// acquire returns a connection for the caller's exclusive use until release.
-func (p *pgPool) acquire(ctx context.Context) (*pgx.Conn, error) {
+// Acquire returns a connection for the caller's exclusive use until release.
+func (p *Pool) Acquire(ctx context.Context) (*pgx.Conn, error) {
 	select {
 	case p.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -75,9 +82,9 @@ func (p *pgPool) acquire(ctx context.Context) (*pgx.Conn, error) {
 	return c, nil
 }
 
-// release gives c back. A connection that broke, or that a failed call left busy or inside a
+// Release gives c back. A connection that broke, or that a failed call left busy or inside a
 // transaction, is closed instead of reused.
-func (p *pgPool) release(c *pgx.Conn) {
+func (p *Pool) Release(c *pgx.Conn) {
 	defer func() { <-p.slots }()
 	if c.IsClosed() || c.PgConn().IsBusy() || c.PgConn().TxStatus() != 'I' {
 		closeConn(c)
@@ -93,8 +100,8 @@ func (p *pgPool) release(c *pgx.Conn) {
 	p.mu.Unlock()
 }
 
-// close closes the idle connections; those in use are closed when released.
-func (p *pgPool) close() {
+// Close closes the idle connections; those in use are closed when released.
+func (p *Pool) Close() {
 	p.mu.Lock()
 	p.closed = true
 	idle := p.idle
