@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -26,6 +27,7 @@ import (
 	"github.com/weirhq/weir/internal/admin"
 	"github.com/weirhq/weir/internal/buffer"
 	"github.com/weirhq/weir/internal/buffer/embedded"
+	"github.com/weirhq/weir/internal/cluster"
 	"github.com/weirhq/weir/internal/config"
 	"github.com/weirhq/weir/internal/deliver"
 	"github.com/weirhq/weir/internal/format"
@@ -64,14 +66,17 @@ type App struct {
 	log     *slog.Logger
 	metrics *obs.Metrics
 
-	db      *embedded.Log // the state store's database; also the log when the buffer is embedded
-	buf     buffer.Buffer // the log between the stages
-	store   *state.Store
-	dbs     map[string]*sqlsink.DB
-	gateway *ingest.Gateway
-	stages  []stageSpec
-	retries *retry.Retries
-	health  map[string]*deliver.Health // by endpoint
+	db    *embedded.Log // the state store's database; also the log when the buffer is embedded
+	buf   buffer.Buffer // the log between the stages
+	store *state.Store
+	pg    *state.Postgres // the shared state store, when the config names one
+	// instance names this process among the instances sharing a state store (leases).
+	instance string
+	dbs      map[string]*sqlsink.DB
+	gateway  *ingest.Gateway
+	stages   []stageSpec
+	retries  *retry.Retries
+	health   map[string]*deliver.Health // by endpoint
 
 	ingestLn, adminLn net.Listener
 	ingestSrv         *http.Server
@@ -276,6 +281,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 		}
 	}
 
+	host, _ := os.Hostname()
+	a.instance = fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.Uint32()&0xffff)
 	dataDir := cfg.Path(cfg.DataDir)
 	if err := os.MkdirAll(dataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
@@ -333,7 +340,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 
 	// Failure handling: durable retries, dead letters, endpoint health.
 	m := a.metrics
-	a.retries = retry.New(retry.Config{Store: a.store, Logger: a.log, Notify: a.notifier(),
+	rc := retry.Config{Store: a.store, Logger: a.log, Notify: a.notifier(), Holder: a.instance,
 		Outcome: func(topic string, retried int, dead []state.DeadLetter) {
 			m.Retries.WithLabelValues(topic).Add(float64(retried))
 			for _, d := range dead {
@@ -342,7 +349,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 			if c := a.finished[topic]; c != nil {
 				c.Add(int64(len(dead)))
 			}
-		}}, a.hasStage)
+		}}
+	if a.pg != nil {
+		rc.Leases = a.pg // one scheduler among the instances
+	}
+	a.retries = retry.New(rc, a.hasStage)
 	a.health = map[string]*deliver.Health{}
 	for _, e := range cfg.Endpoints {
 		if a.health[e.Name], err = a.endpointHealth(e); err != nil {
@@ -425,7 +436,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if a.gateway, err = ingest.New(ingest.Config{
 		Topic: pipeline.TopicProcess, MaxBody: int64(cfg.Limits.MaxBody), MaxBatchLines: cfg.Limits.MaxBatchLines,
 		MaxInFlight: cfg.Limits.MaxInFlight,
-		Clients:     c.clients, Types: c.types, Logger: a.log, Health: a.db.Err,
+		Clients:     c.clients, Types: c.types, Logger: a.log, Health: a.storageErr,
 		OnAccepted: func(typ string, n int) { m.Accepted.WithLabelValues(typ).Add(float64(n)) },
 	}, a.store); err != nil {
 		return nil, err
@@ -578,20 +589,18 @@ func (a *App) Run(ctx context.Context) error {
 	defer stopStages()
 	failed := make(chan error, len(a.stages)+4)
 	var stages sync.WaitGroup
-	for _, s := range a.stages {
-		stages.Add(1)
-		go func() {
-			defer stages.Done()
-			select {
-			case <-a.release:
-			case <-stageCtx.Done():
-				return
-			}
-			if err := runtime.Run(stageCtx, a.buf, s.cfg, s.handler); err != nil {
-				failed <- err
-			}
-		}()
-	}
+	stages.Add(1)
+	go func() {
+		defer stages.Done()
+		select {
+		case <-a.release:
+		case <-stageCtx.Done():
+			return
+		}
+		if err := a.runStages(stageCtx, failed); err != nil {
+			failed <- err
+		}
+	}()
 	if !a.opts.HoldStages {
 		a.StartStages()
 	}
@@ -649,6 +658,47 @@ func (a *App) Run(ctx context.Context) error {
 	return runErr
 }
 
+// runStages runs the stages until ctx ends: over every partition, or with a shared state
+// store over this instance's share of them, restarted whenever the share changes.
+func (a *App) runStages(ctx context.Context, failed chan<- error) error {
+	if a.pg == nil {
+		stop := a.startStages(ctx, nil, failed)
+		<-ctx.Done()
+		stop()
+		return nil
+	}
+	m := cluster.New(cluster.Config{Leases: a.pg, ID: a.instance, Partitions: a.cfg.Runtime.Partitions, Logger: a.log})
+	stop := func() {}
+	return m.Run(ctx, func(owned []int) error {
+		stop() // the stages drain and commit before a partition is given up
+		stop = func() {}
+		if len(owned) > 0 {
+			stop = a.startStages(ctx, owned, failed)
+		}
+		return nil
+	})
+}
+
+// startStages starts every stage over partitions (nil: all) and returns the function that
+// stops them, returning once they drained and committed (or when ctx ends, the same).
+func (a *App) startStages(ctx context.Context, partitions []int, failed chan<- error) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for _, s := range a.stages {
+		cfg := s.cfg
+		cfg.Partitions = partitions
+		wg.Go(func() {
+			if err := runtime.Run(ctx, a.buf, cfg, s.handler); err != nil {
+				failed <- err
+			}
+		})
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
+}
+
 // watchLog reports a log that stopped accepting writes (a failed fsync, a full disk): the log
 // never writes again once that happened, so Weir shuts down in order and exits non-zero, and
 // its supervisor restarts it, which reopens and recovers the log. Until then ingest answers 503.
@@ -660,11 +710,7 @@ func (a *App) watchLog(ctx context.Context, failed chan<- error) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			err := a.db.Err()
-			if e, ok := a.buf.(interface{ Err() error }); ok && err == nil {
-				err = e.Err() // an external buffer that must stop (a lost claim)
-			}
-			if err != nil {
+			if err := a.storageErr(); err != nil {
 				failed <- fmt.Errorf("the log refuses writes: %w", err)
 				return
 			}
@@ -708,6 +754,9 @@ func (a *App) close() {
 		if err := a.db.Close(); err != nil {
 			a.log.Error("closing the log", "err", err)
 		}
+	}
+	if a.pg != nil {
+		a.pg.Close()
 	}
 	if a.ingestLn != nil && a.ingestSrv == nil {
 		a.ingestLn.Close()

@@ -20,7 +20,8 @@ import (
 
 // openStorage opens the buffer named by the config and the state store: with the embedded
 // buffer both share one Pebble database in <data_dir>/log (an append and its state are one
-// atomic batch); with an external buffer the state has its own in <data_dir>/state.
+// atomic batch); beside an external buffer the embedded state has its own in <data_dir>/state,
+// and a PostgreSQL state store is shared by every instance pointed at it.
 func (a *App) openStorage(ctx context.Context, dataDir string) error {
 	cfg := a.cfg
 	ec := embedded.Config{Dir: filepath.Join(dataDir, "log"), Logger: a.log}
@@ -30,24 +31,21 @@ func (a *App) openStorage(ctx context.Context, dataDir string) error {
 			ec.MinSyncInterval = -1 // none
 		}
 	}
-	if cfg.Buffer != "embedded" {
-		ec.Dir = filepath.Join(dataDir, "state")
-	}
+	shared := cfg.State != "embedded"
 	var err error
-	if a.db, err = embedded.Open(ec); err != nil {
-		return fmt.Errorf("open log: %w", err)
-	}
-	var owner state.DB = a.db
 	switch {
 	case cfg.Buffer == "embedded":
+		if a.db, err = embedded.Open(ec); err != nil {
+			return fmt.Errorf("open log: %w", err)
+		}
 		a.buf = a.db
 	case strings.HasPrefix(cfg.Buffer, "nats://"), strings.HasPrefix(cfg.Buffer, "tls://"):
-		b, err := natsjs.Open(ctx, natsjs.Config{URL: cfg.Buffer, Logger: a.log, Exclusive: true})
+		// One instance per server unless the instances share their state (and their partitions).
+		b, err := natsjs.Open(ctx, natsjs.Config{URL: cfg.Buffer, Logger: a.log, Exclusive: !shared})
 		if err != nil {
 			return err
 		}
 		a.buf = b
-		owner = state.External{Log: a.db, Buffer: b}
 		a.log.Info("buffer: NATS JetStream", "replicas", b.Replicas())
 	case strings.HasPrefix(cfg.Buffer, "kafka://"):
 		b, err := kafka.Open(ctx, kafkaConfig(cfg, a.log))
@@ -55,13 +53,43 @@ func (a *App) openStorage(ctx context.Context, dataDir string) error {
 			return err
 		}
 		a.buf = b
-		owner = state.External{Log: a.db, Buffer: b}
 		a.log.Info("buffer: Kafka", "brokers", kafkaBrokers(cfg.Buffer))
 	default:
 		return fmt.Errorf("buffer %q: not supported", cfg.Buffer)
 	}
-	a.store, err = state.New(owner)
+	switch {
+	case shared:
+		pg, err := state.OpenPostgres(ctx, cfg.State, a.buf)
+		if err != nil {
+			return err
+		}
+		a.pg = pg
+		a.store, err = state.Open(pg)
+		a.log.Info("state: PostgreSQL (shared)", "instance", a.instance)
+		return err
+	case a.db != nil:
+		a.store, err = state.New(a.db)
+	default:
+		ec.Dir = filepath.Join(dataDir, "state")
+		if a.db, err = embedded.Open(ec); err != nil {
+			return fmt.Errorf("open state: %w", err)
+		}
+		a.store, err = state.New(state.External{Log: a.db, Buffer: a.buf})
+	}
 	return err
+}
+
+// storageErr is why the log or the state database refuses writes (nil while they accept).
+func (a *App) storageErr() error {
+	if a.db != nil {
+		if err := a.db.Err(); err != nil {
+			return err
+		}
+	}
+	if e, ok := a.buf.(interface{ Err() error }); ok {
+		return e.Err() // an external buffer that must stop (a lost claim)
+	}
+	return nil
 }
 
 // kafkaBrokers reads the brokers of kafka://host:port[,host:port…].

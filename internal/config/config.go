@@ -22,7 +22,11 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// Buffer is the log between the stages: "embedded" (default: Pebble in data_dir),
 	// "nats://host:4222[,nats://…]" (NATS JetStream) or "kafka://broker:9092[,broker:9092]".
-	Buffer    string     `yaml:"buffer"`
+	Buffer string `yaml:"buffer"`
+	// State is where Weir keeps what it remembers besides the log (receipts, retries, dead
+	// letters, workflow runs…): "embedded" (default: Pebble in data_dir) or
+	// "postgres://user@host:5432/db", shared by every instance pointed at it. Never logged.
+	State     string     `yaml:"state"`
 	Embedded  Embedded   `yaml:"embedded"`
 	Kafka     Kafka      `yaml:"kafka"`
 	Admin     Admin      `yaml:"admin"`

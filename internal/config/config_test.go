@@ -119,3 +119,22 @@ func TestSecretNeverPrints(t *testing.T) {
 		t.Fatal(s.String())
 	}
 }
+
+// A shared state store needs a shared buffer; an unknown store is named.
+func TestStateStore(t *testing.T) {
+	for _, c := range []struct{ raw, want string }{
+		{"state: postgres://weir@db/weir\n", "state: a shared state store needs a shared buffer"},
+		{"state: mysql://db\nbuffer: nats://n:4222\n", "state: is not embedded or postgres://"},
+		{"state: postgres://weir@db/weir\nbuffer: kafka://k:9092\n", ""},
+	} {
+		cfg, err := Parse([]byte(c.raw), t.TempDir(), env(nil))
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%q: %v", c.raw, err)
+		case c.want == "" && cfg.State != "postgres://weir@db/weir":
+			t.Errorf("%q: state %q", c.raw, cfg.State)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%q: %v, want %q", c.raw, err, c.want)
+		}
+	}
+}

@@ -60,6 +60,7 @@ func (c *Config) applyDefaults() {
 	setStr(&c.Listen.Admin, DefaultAdminAddr)
 	setStr(&c.DataDir, "./weir-data")
 	setStr(&c.Buffer, "embedded")
+	setStr(&c.State, "embedded")
 	l := &c.Limits
 	setSize(&l.MaxBody, DefaultMaxBody)
 	setInt(&l.MaxBatchLines, 10000)
@@ -205,6 +206,12 @@ func (c *Config) validate(p *Problems) {
 	}
 	if b := c.Buffer; b != "embedded" && !strings.HasPrefix(b, "nats://") && !strings.HasPrefix(b, "tls://") && !strings.HasPrefix(b, "kafka://") {
 		p.Add("buffer", "%q is not embedded, nats://host:port or kafka://host:port", b)
+	}
+	switch st := c.State; {
+	case st != "embedded" && !strings.HasPrefix(st, "postgres://") && !strings.HasPrefix(st, "postgresql://"):
+		p.Add("state", "is not embedded or postgres://user@host:5432/db")
+	case st != "embedded" && c.Buffer == "embedded":
+		p.Add("state", "a shared state store needs a shared buffer: set buffer to nats://… or kafka://… (instances cannot share the embedded log)")
 	}
 	if k := c.Kafka; k.SASL.Mechanism != "" && k.SASL.Mechanism != "plain" {
 		p.Add("kafka.sasl.mechanism", "%q is not supported (plain)", k.SASL.Mechanism)

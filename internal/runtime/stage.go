@@ -28,11 +28,14 @@ type Handler func(ctx context.Context, recs []buffer.Record) []error
 
 // Config describes a stage.
 type Config struct {
-	Name    string // for logs
-	Topic   string
-	Group   string
-	Workers int // concurrent handler calls (default 4)
-	Window  int // records fetched and not yet finished (default 4096): the backpressure bound
+	Name  string // for logs
+	Topic string
+	Group string
+	// Partitions, when set, restricts the stage to these partitions of Topic (the instance's
+	// share, see internal/cluster); the buffer must be a buffer.PartitionConsumer.
+	Partitions []int
+	Workers    int // concurrent handler calls (default 4)
+	Window     int // records fetched and not yet finished (default 4096): the backpressure bound
 	// Span bounds the records fetched and not yet committed (default 16 × Window). A record
 	// that keeps failing holds its partition's commit point; the records behind it finish and
 	// free their Window slots, so other keys keep flowing until Span is reached.
@@ -161,7 +164,17 @@ type Stage struct {
 // in-flight handler calls finish (up to DrainTimeout), commits, and closes the consumer.
 func Run(ctx context.Context, b buffer.Buffer, cfg Config, h Handler) error {
 	cfg.defaults()
-	cons, err := b.Consume(ctx, cfg.Topic, cfg.Group)
+	var cons buffer.Consumer
+	var err error
+	if cfg.Partitions != nil {
+		pc, ok := b.(buffer.PartitionConsumer)
+		if !ok {
+			return fmt.Errorf("stage %s: the buffer cannot consume some partitions only", cfg.Name)
+		}
+		cons, err = pc.ConsumePartitions(ctx, cfg.Topic, cfg.Group, cfg.Partitions)
+	} else {
+		cons, err = b.Consume(ctx, cfg.Topic, cfg.Group)
+	}
 	if err != nil {
 		return fmt.Errorf("stage %s: %w", cfg.Name, err)
 	}
