@@ -48,7 +48,7 @@ func OpenPostgres(ctx context.Context, url string, buf buffer.Buffer) (*Postgres
 	if err := migrate(ctx, cfg); err != nil {
 		return nil, err
 	}
-	return &Postgres{pool: pgpool.New(cfg, 16), buffer: buf}, nil
+	return &Postgres{pool: pgpool.New(cfg, 8), buffer: buf}, nil
 }
 
 func migrate(ctx context.Context, cfg *pgx.ConnConfig) error {

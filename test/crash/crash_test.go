@@ -751,7 +751,7 @@ func (w *weir) explain(ids []string) {
 
 // load is the load generator: workers posting fresh ids at a steady pace until stopped.
 type load struct {
-	w        *weir
+	base     func() string // where the next request goes: one weir's URL, or one of several
 	client   *http.Client
 	quit     chan struct{}
 	once     sync.Once
@@ -761,8 +761,11 @@ type load struct {
 	inFlight atomic.Int64 // requests on their way right now
 }
 
-func startLoad(w *weir, seed uint64) *load {
-	l := &load{w: w, quit: make(chan struct{}), client: &http.Client{
+func startLoad(w *weir, seed uint64) *load { return startLoadTo(w.t, w.baseURL, seed) }
+
+// startLoadTo is startLoad against whatever base returns at each request.
+func startLoadTo(t *testing.T, base func() string, seed uint64) *load {
+	l := &load{base: base, quit: make(chan struct{}), client: &http.Client{
 		Timeout:   5 * time.Second,
 		Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: workers, IdleConnTimeout: 30 * time.Second},
 	}}
@@ -773,7 +776,7 @@ func startLoad(w *weir, seed uint64) *load {
 			l.results[i] = l.worker(i, rand.New(rand.NewPCG(seed, uint64(i)+1)))
 		}()
 	}
-	w.t.Cleanup(func() { l.stop() }) // when the test ends early
+	t.Cleanup(func() { l.stop() }) // when the test ends early
 	return l
 }
 
@@ -838,7 +841,7 @@ func (l *load) post(path, ctype string, body []byte) (*exchange, []byte) {
 		ex.end = time.Now()
 		l.inFlight.Add(-1)
 	}()
-	req, err := http.NewRequest(http.MethodPost, l.w.baseURL()+path, bytes.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, l.base()+path, bytes.NewReader(body))
 	if err != nil {
 		ex.err = err
 		return ex, nil
