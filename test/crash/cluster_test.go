@@ -291,4 +291,3 @@ func pgRows(schema string) (map[string]int, error) {
 	})
 	return rows, err
 }
-
