@@ -66,10 +66,11 @@ type App struct {
 	log     *slog.Logger
 	metrics *obs.Metrics
 
-	db    *embedded.Log // the state store's database; also the log when the buffer is embedded
-	buf   buffer.Buffer // the log between the stages
-	store *state.Store
-	pg    *state.Postgres // the shared state store, when the config names one
+	db     *embedded.Log // the state store's database; also the log when the buffer is embedded
+	buf    buffer.Buffer // the log between the stages
+	store  *state.Store
+	pg     *state.Postgres // the shared state store, when the config names one
+	member *cluster.Member // this instance's part in sharing the partitions (with pg)
 	// instance names this process among the instances sharing a state store (leases).
 	instance string
 	dbs      map[string]*sqlsink.DB
@@ -292,6 +293,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}
 
 	rt := cfg.Runtime
+	if a.pg != nil {
+		a.member = cluster.New(cluster.Config{Leases: a.pg, ID: a.instance, Partitions: rt.Partitions, Logger: a.log})
+	}
 	topics := []buffer.TopicConfig{
 		{Name: pipeline.TopicProcess, Partitions: rt.Partitions, Groups: []string{pipeline.TopicProcess}},
 		{Name: pipeline.TopicPersist, Partitions: rt.Partitions, Groups: []string{pipeline.TopicPersist}},
@@ -661,15 +665,14 @@ func (a *App) Run(ctx context.Context) error {
 // runStages runs the stages until ctx ends: over every partition, or with a shared state
 // store over this instance's share of them, restarted whenever the share changes.
 func (a *App) runStages(ctx context.Context, failed chan<- error) error {
-	if a.pg == nil {
+	if a.member == nil {
 		stop := a.startStages(ctx, nil, failed)
 		<-ctx.Done()
 		stop()
 		return nil
 	}
-	m := cluster.New(cluster.Config{Leases: a.pg, ID: a.instance, Partitions: a.cfg.Runtime.Partitions, Logger: a.log})
 	stop := func() {}
-	return m.Run(ctx, func(owned []int) error {
+	return a.member.Run(ctx, func(owned []int) error {
 		stop() // the stages drain and commit before a partition is given up
 		stop = func() {}
 		if len(owned) > 0 {

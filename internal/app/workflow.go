@@ -36,8 +36,12 @@ func (a *App) workflowStage(flows map[string]*workflow.Workflow, stage stageFunc
 		}
 		wf.Client = clients[private]
 	}
-	eng := workflow.New(workflow.Config{Store: a.store, Topic: pipeline.TopicWorkflow, Flows: flows, Notify: a.workflowNotify,
-		Observer: runObserver{a.metrics}, Failpoints: a.opts.Failpoints, Logger: a.log})
+	wc := workflow.Config{Store: a.store, Topic: pipeline.TopicWorkflow, Flows: flows, Notify: a.workflowNotify,
+		Observer: runObserver{a.metrics}, Failpoints: a.opts.Failpoints, Logger: a.log}
+	if a.member != nil {
+		wc.Fence = a.member.Fence // a run's record is written only while its partition is held
+	}
+	eng := workflow.New(wc)
 	stage(pipeline.StageWorkflow, pipeline.TopicWorkflow, a.cfg.Runtime.WorkflowConcurrency, 1, eng.Handle,
 		retry.Stage{Name: pipeline.StageWorkflow, Policy: func(string) retry.Policy { return workflow.StagePolicy() }}, nil)
 	a.countInFlight()

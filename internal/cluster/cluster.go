@@ -206,6 +206,17 @@ func (m *Member) balance(ctx context.Context) ([]int, error) {
 	return m.owned(share), nil
 }
 
+// Fence returns the lease that work on partition p is fenced by: the one this instance holds,
+// or one that fails every fenced write when it holds none.
+func (m *Member) Fence(p int) *state.Lease {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if l, ok := m.held[p]; ok {
+		return &l
+	}
+	return &state.Lease{Name: partitionLease(p), Holder: m.cfg.ID, Token: -1}
+}
+
 func (m *Member) count() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -188,3 +188,43 @@ func TestPostgresLeaseRace(t *testing.T) {
 		}
 	}
 }
+
+// A run's writes under a partition lease another instance took over do not land.
+func TestPostgresRunFenced(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	t.Cleanup(func() { l.Close() })
+	p, err := state.OpenPostgres(t.Context(), pgtest.Schema(t), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	s, err := state.Open(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale, _, _ := p.Acquire(t.Context(), "partition/0", "a", 100*time.Millisecond)
+	r := &state.Run{ID: state.RunID("a", "order", "m1"), Workflow: "ship", State: state.RunRunning,
+		Steps: []state.StepRun{{Name: "reserve", Status: state.StepPending}}}
+	r.Fence(&stale)
+	if err := s.SaveRun(r, true); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	fresh, ok, _ := p.Acquire(t.Context(), "partition/0", "b", time.Minute)
+	if !ok {
+		t.Fatal("b could not take the expired lease")
+	}
+	r.Steps[0].Status = state.StepSucceeded
+	if err := s.SaveRun(r, true); !errors.Is(err, state.ErrFenced) {
+		t.Fatalf("stale save: %v", err)
+	}
+	got, err := s.WorkflowRun(r.ID)
+	if err != nil || got.Steps[0].Status != state.StepPending {
+		t.Fatalf("after a fenced save: %+v %v", got, err)
+	}
+	got.Fence(&fresh)
+	got.State = state.RunCompleted
+	if err := s.SaveRun(got, true); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -68,7 +68,13 @@ type Run struct {
 	Steps      []StepRun `json:"steps"`
 
 	saved string // the state last saved (for the state index)
+	fence *Lease // see Fence
 }
+
+// Fence makes every later write of r fail with ErrFenced unless l is still held: the lease of
+// the partition the run's message is in, so that an instance that lost the partition (paused
+// past its lease) cannot overwrite what the instance that took it over recorded since.
+func (r *Run) Fence(l *Lease) { r.fence = l }
 
 // StepRun is what one step of a run did.
 type StepRun struct {
@@ -165,7 +171,7 @@ func (s *Store) SaveRun(r *Run, sync bool, events ...Event) error {
 	if err != nil {
 		return err
 	}
-	if err := s.space.Write(context.Background(), Batch{Ops: kvs, Sync: sync}); err != nil {
+	if err := s.space.Write(context.Background(), Batch{Ops: kvs, Sync: sync, Fence: r.fence}); err != nil {
 		return err
 	}
 	r.saved = r.State
@@ -179,7 +185,7 @@ func (s *Store) SaveRunWith(ctx context.Context, r *Run, topic string, msgs []bu
 	if err != nil {
 		return err
 	}
-	if err := s.space.AppendWith(ctx, topic, msgs, Batch{Ops: kvs, Sync: true}); err != nil {
+	if err := s.space.AppendWith(ctx, topic, msgs, Batch{Ops: kvs, Sync: true, Fence: r.fence}); err != nil {
 		return fmt.Errorf("state: %w", err)
 	}
 	r.saved = r.State
@@ -265,5 +271,5 @@ func (s *Store) finishedRunOps(id string) ([]Op, error) {
 // DeleteRun removes a run and its index entry (a finished run whose message id was reused after
 // its receipt expired).
 func (s *Store) DeleteRun(r *Run) error {
-	return s.space.Write(context.Background(), Batch{Ops: []Op{del(runKey(r.ID)), del(runStateKey(r.saved, r.StartedAt, r.ID))}})
+	return s.space.Write(context.Background(), Batch{Ops: []Op{del(runKey(r.ID)), del(runStateKey(r.saved, r.StartedAt, r.ID))}, Fence: r.fence})
 }

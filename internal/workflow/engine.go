@@ -58,8 +58,11 @@ type Config struct {
 	// Failpoints kill the process at a step boundary (crash tests only): a comma-separated list
 	// of before:<step>, after:<step>, compensate-before:<step>, compensate-after:<step>.
 	Failpoints string
-	Clock      func() time.Time
-	Logger     *slog.Logger
+	// Fence, when set, gives the lease of a partition that the writes of runs of its messages
+	// are fenced by (instances sharing a state store; see state.Run.Fence).
+	Fence  func(partition int) *state.Lease
+	Clock  func() time.Time
+	Logger *slog.Logger
 }
 
 // MaxResponse bounds the answer body a step keeps for later templates.
@@ -146,7 +149,14 @@ func (e *Engine) handle(ctx context.Context, rec buffer.Record) error {
 		return fault.Permanent(fmt.Errorf("message type %q has no workflow", m.Type))
 	}
 	id := state.RunID(m.Client, m.Type, m.ID)
+	var fence *state.Lease
+	if e.cfg.Fence != nil {
+		fence = e.cfg.Fence(rec.Partition)
+	}
 	run, err := e.cfg.Store.WorkflowRun(id)
+	if err == nil {
+		run.Fence(fence)
+	}
 	if err == nil && !run.ReceivedAt.Equal(m.ReceivedAt) {
 		// The id was used again after its receipt expired: a new message, so a new run — once
 		// the earlier one no longer needs its record.
@@ -167,6 +177,7 @@ func (e *Engine) handle(ctx context.Context, rec buffer.Record) error {
 	case errors.Is(err, state.ErrNotFound):
 		// Saved with its first step's outcome: a crash before that starts it afresh.
 		run = e.newRun(wf, &m, id)
+		run.Fence(fence)
 		e.cfg.Observer.Started(wf.Name)
 	case err != nil:
 		return err
