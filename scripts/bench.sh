@@ -130,19 +130,26 @@ fi
 if [[ $which == all || $which == buffers ]]; then
   # The same end-to-end run (quickstart: ingest → jq → SQLite → signed webhook, pipeline running)
   # on the embedded log, on a 3-node NATS JetStream cluster (in another process, fsync always,
-  # R3) and on a 3-broker kfake cluster — all on the same two cores.
+  # R3) and on a 3-broker kfake cluster — all on the same two cores; then NATS with the state in
+  # PostgreSQL (a fresh schema per run), as the instances of a scale-out deployment run.
   go build -o bin/weir-devcluster ./cmd/weir-devcluster
-  for kind in embedded nats kafka; do
+  pg=postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+  for kind in embedded nats kafka nats-pg; do
     url=""
     if [[ $kind != embedded ]]; then
-      bin/weir-devcluster $kind > "$out/devcluster-$kind.txt" 2>&1 &
+      bin/weir-devcluster ${kind%-pg} > "$out/devcluster-$kind.txt" 2>&1 &
       dc=$!
       for _ in $(seq 1 120); do grep -q '^buffer:' "$out/devcluster-$kind.txt" && break; sleep 0.5; done
       url=$(sed -n 's/^buffer: //p' "$out/devcluster-$kind.txt")
     fi
     for i in $(seq 1 "$runs"); do
       echo "== buffer-$kind run $i" >&2
-      $w bench --self ${url:+--buffer "$url"} -c 64 -d 10s --json "$out/buffer-$kind-$i.json" >/dev/null 2>&1
+      state=()
+      if [[ $kind == *-pg ]]; then
+        psql "$pg" -qc "drop schema if exists weirbench cascade; create schema weirbench" 2>/dev/null
+        state=(--state "$pg&search_path=weirbench")
+      fi
+      $w bench --self ${url:+--buffer "$url"} "${state[@]}" -c 64 -d 10s --json "$out/buffer-$kind-$i.json" >/dev/null 2>&1
     done
     [[ $kind != embedded ]] && kill "$dc" && wait "$dc" 2>/dev/null || true
   done
@@ -150,7 +157,7 @@ if [[ $which == all || $which == buffers ]]; then
 import json, statistics, sys
 out, runs = sys.argv[1], int(sys.argv[2])
 med = statistics.median
-for kind in ("embedded", "nats", "kafka"):
+for kind in ("embedded", "nats", "kafka", "nats-pg"):
     rs = [json.load(open(f"{out}/buffer-{kind}-{i}.json")) for i in range(1, runs + 1)]
     rps = [r["weir"]["req_per_sec"] for r in rs]
     e2e = [r["end_to_end"]["msg_per_sec"] for r in rs]

@@ -84,6 +84,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&fo.permanent, "service-permanent", 0, "with --workflow: fraction of requests a service refuses for good")
 	fs.IntVar(&fo.concurrency, "workflow-concurrency", 0, "with --workflow: runtime.workflow_concurrency (default: the config's)")
 	bufURL := fs.String("buffer", "", "with --self or --workflow: the buffer (nats://…, kafka://…; default: the config's); go run ./cmd/weir-devcluster nats|kafka starts one on loopback")
+	stateURL := fs.String("state", "", "with --self or --workflow: the state store (postgres://…; default: the config's); needs an external --buffer")
 	adapt := fs.Bool("adaptive-concurrency", false, "with --self or --workflow: runtime.adaptive_concurrency on")
 	minSync := fs.String("min-sync-interval", "", "with --self or --workflow: embedded.min_sync_interval (default: the config's, 500us)")
 	jsonOut := fs.String("json", "", "write the report(s) as JSON to this file")
@@ -100,7 +101,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg.Progress = stderr
 	out := map[string]any{}
-	so := selfOptions{hold: *hold, sync: *minSync, buf: *bufURL, adapt: *adapt}
+	so := selfOptions{hold: *hold, sync: *minSync, buf: *bufURL, state: *stateURL, adapt: *adapt}
 	if *retrySchedule == "" && cfg.Poison > 0 {
 		*retrySchedule = defaultPoisonSchedule
 	}
@@ -239,6 +240,7 @@ type selfOptions struct {
 	retry *config.Retry // the demo endpoint's delivery schedule (nil: the config's)
 	sync  string        // embedded.min_sync_interval ("": the config's)
 	buf   string        // buffer ("": the config's)
+	state string        // state store ("": the config's)
 	adapt bool          // runtime.adaptive_concurrency on
 }
 
@@ -246,6 +248,9 @@ type selfOptions struct {
 func (so selfOptions) apply(cfg *config.Config) error {
 	if so.buf != "" {
 		cfg.Buffer = so.buf
+	}
+	if so.state != "" {
+		cfg.State = so.state
 	}
 	if so.adapt {
 		cfg.Runtime.AdaptiveConcurrency = true
