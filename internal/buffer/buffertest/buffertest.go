@@ -3,8 +3,9 @@
 //
 // A backend's test calls Run with a function that returns a fresh Harness (fresh storage) for each
 // subtest. Backends that can close and reopen the same storage implement Reopener; backends whose
-// storage can lose unsynced writes on demand (a crashable filesystem) implement Crasher. Subtests
-// that need a capability the harness lacks are skipped.
+// storage can lose unsynced writes on demand (a crashable filesystem) implement Crasher; backends
+// whose storage several buffers can use at once (a broker) implement Sharer. Subtests that need a
+// capability the harness or the buffer lacks are skipped.
 //
 // The suite never sleeps to wait: it polls with a deadline. Topic and group names are unique per
 // run ("bt-…", [a-z0-9-]) so that backends on a shared broker need no cleanup between subtests.
@@ -14,7 +15,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,6 +51,15 @@ type Crasher interface {
 	Crash(t *testing.T, b buffer.Buffer) buffer.Buffer
 }
 
+// Sharer is a Harness whose storage several buffers can use at once, as Weir instances share a
+// broker. Subtests about instances that share a topic then run them on two buffers; on other
+// harnesses, on one.
+type Sharer interface {
+	Harness
+	// OpenShared opens another buffer on the storage while the buffers already open stay in use.
+	OpenShared(t *testing.T) buffer.Buffer
+}
+
 // Wait bounds every wait in the suite. Backends are slow under -race on a loaded machine; a wait
 // that passes this bound is a hang, not slowness.
 var Wait = 30 * time.Second
@@ -74,6 +86,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"CommitsSurviveReopen", testCommitsSurviveReopen},
 		{"CrashKeepsAcknowledged", testCrash},
 		{"Lag", testLag},
+		{"PartitionConsumers", testPartitionConsumers},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -810,4 +823,126 @@ func testLag(t *testing.T, h Harness) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func consumePartitions(t *testing.T, b buffer.Buffer, topic, group string, partitions ...int) buffer.Consumer {
+	t.Helper()
+	c, err := b.(buffer.PartitionConsumer).ConsumePartitions(ctx(t), topic, group, partitions)
+	if err != nil {
+		t.Fatalf("ConsumePartitions(%s, %s, %v): %v", topic, group, partitions, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// testPartitionConsumers checks a PartitionConsumer (skipped for buffers without the capability)
+// as instances that split a topic use it: consumers of one group over disjoint partitions, on two
+// buffers when the harness can share its storage, each read only their partitions, refuse to
+// commit the others', and never move each other's committed offsets; a partition that moves to
+// the other instance, and a consumer of the whole topic, start after those commits.
+func testPartitionConsumers(t *testing.T, h Harness) {
+	const parts, perPart = 4, 10
+	b1 := open(t, h)
+	if _, ok := b1.(buffer.PartitionConsumer); !ok {
+		t.Skip("buffer has no partition consumers")
+	}
+	g := name("g")
+	topic := ensure(t, b1, parts, g)
+	b2 := b1
+	if s, ok := h.(Sharer); ok {
+		b2 = track(t, s.OpenShared(t))
+		if err := b2.EnsureTopic(ctx(t), buffer.TopicConfig{Name: topic, Partitions: parts, Groups: []string{g}}); err != nil {
+			t.Fatalf("EnsureTopic on the second buffer: %v", err)
+		}
+	}
+	for _, bad := range [][]int{nil, {}, {parts}, {-1}, {0, parts}} {
+		if c, err := b1.(buffer.PartitionConsumer).ConsumePartitions(ctx(t), topic, g, bad); err == nil {
+			_ = c.Close()
+			t.Fatalf("ConsumePartitions(%v) of %d partitions succeeded", bad, parts)
+		}
+	}
+	// One Append per record: the order of the records of one Append is testOrder's business.
+	keys := keysForPartitions(parts)
+	for i := range perPart {
+		for p, k := range keys {
+			appendOne(t, b1, topic, k, fmt.Sprintf("%d-%d", p, i))
+		}
+	}
+
+	// read fetches every record of partitions and checks that they come in order, from the start.
+	read := func(c buffer.Consumer, partitions ...int) map[int][]buffer.Record {
+		t.Helper()
+		byPart := checkRecords(t, topic, parts, fetchN(t, c, len(partitions)*perPart))
+		for p, recs := range byPart {
+			if !slices.Contains(partitions, p) {
+				t.Fatalf("consumer of partitions %v got %s", partitions, show(recs[0]))
+			}
+			for i, r := range recs {
+				if want := fmt.Sprintf("%d-%d", p, i); string(r.Value) != want {
+					t.Fatalf("consumer of partitions %v: record %d of partition %d is %s, want value %s", partitions, i, p, show(r), want)
+				}
+			}
+		}
+		expectNothing(t, c)
+		return byPart
+	}
+	ca := consumePartitions(t, b1, topic, g, 0, 1)
+	cb := consumePartitions(t, b2, topic, g, 2, 3)
+	recs := read(ca, 0, 1)
+	maps.Copy(recs, read(cb, 2, 3))
+
+	// The commits interleave, and each consumer tries to rewind a partition of the other to its
+	// first record: that must fail and change nothing.
+	commit := func(c buffer.Consumer, p, upto int) {
+		t.Helper()
+		next := recs[p][perPart-1].Offset + 1
+		if upto < perPart {
+			next = recs[p][upto].Offset
+		}
+		if err := c.Commit(ctx(t), p, next); err != nil {
+			t.Fatalf("Commit(%d, %d): %v", p, next, err)
+		}
+	}
+	upto := map[int]int{0: 3, 1: perPart, 2: perPart, 3: 5} // records of each partition handled
+	commit(ca, 0, upto[0])
+	commit(cb, 2, upto[2])
+	if err := ca.Commit(ctx(t), 2, recs[2][0].Offset); err == nil {
+		t.Fatal("a consumer of partitions 0 and 1 committed partition 2")
+	}
+	commit(ca, 1, upto[1])
+	if err := cb.Commit(ctx(t), 1, recs[1][0].Offset); err == nil {
+		t.Fatal("a consumer of partitions 2 and 3 committed partition 1")
+	}
+	commit(cb, 3, upto[3])
+	if err := cb.Commit(ctx(t), parts, 0); err == nil {
+		t.Fatalf("Commit of partition %d of %d succeeded", parts, parts)
+	}
+	if err := ca.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cb.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Partitions 2 and 3 move to the first buffer, as a lease does to another instance.
+	want := func(partitions ...int) map[string]bool {
+		again := make(map[string]bool)
+		for _, p := range partitions {
+			for _, r := range recs[p][upto[p]:] {
+				again[string(r.Value)] = true
+			}
+		}
+		return again
+	}
+	again := want(2, 3)
+	cb = consumePartitions(t, b1, topic, g, 2, 3)
+	checkRedelivery(t, topic, parts, fetchN(t, cb, len(again)), again)
+	expectNothing(t, cb)
+	if err := cb.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again = want(0, 1, 2, 3)
+	c := consume(t, b2, topic, g)
+	checkRedelivery(t, topic, parts, fetchN(t, c, len(again)), again)
+	expectNothing(t, c)
 }

@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -11,8 +12,8 @@ import (
 	"github.com/weirhq/weir/internal/buffer"
 )
 
-// consumer reads one topic for one group. Fetch and Commit run on the owner's goroutine, so the
-// scratch fields need no lock; Close may run on any goroutine.
+// consumer reads some partitions (often all) of one topic for one group. Fetch and Commit run on
+// the owner's goroutine, so the scratch fields need no lock; Close may run on any goroutine.
 type consumer struct {
 	l         *Log
 	t         *topic
@@ -24,8 +25,10 @@ type consumer struct {
 	done      chan struct{}
 	closeOnce sync.Once
 
-	pos []uint64 // next offset to return, per partition
-	rr  int      // partition the next Fetch starts with
+	parts []int    // the partitions read, ascending
+	owned []bool   // per partition of the topic: in parts
+	pos   []uint64 // next offset to return, indexed by partition
+	rr    int      // index in parts of the partition the next Fetch starts with
 
 	// Fetch scratch.
 	next   []uint64 // tentative positions, copied to pos when the Fetch succeeds
@@ -44,7 +47,8 @@ const maxRetainedArena = 1 << 20
 // span locates a record's key and value in the consumer's arena.
 type span struct{ k0, k1, v1 int }
 
-func newConsumer(l *Log, t *topic, groupName string, g *group) *consumer {
+// newConsumer returns a consumer of partitions, valid and distinct partitions of t.
+func newConsumer(l *Log, t *topic, groupName string, g *group, partitions []int) *consumer {
 	n := len(t.parts)
 	c := &consumer{
 		l:         l,
@@ -53,12 +57,15 @@ func newConsumer(l *Log, t *topic, groupName string, g *group) *consumer {
 		g:         g,
 		iterOpts:  pebble.IterOptions{LowerBound: t.prefix, UpperBound: t.end},
 		done:      make(chan struct{}),
+		parts:     slices.Sorted(slices.Values(partitions)),
+		owned:     make([]bool, n),
 		pos:       make([]uint64, n),
 		next:      make([]uint64, n),
 		hwm:       make([]uint64, n),
-		ready:     make([]int, 0, n),
+		ready:     make([]int, 0, len(partitions)),
 	}
-	for p := range c.pos {
+	for _, p := range c.parts {
+		c.owned[p] = true
 		c.pos[p] = g.committed[p].Load()
 	}
 	return c
@@ -103,11 +110,11 @@ func (c *consumer) read(limit int) ([]buffer.Record, error) {
 	if l.closed.Load() {
 		return nil, buffer.ErrClosed
 	}
-	np := len(t.parts)
+	np := len(c.parts)
 	c.ready = c.ready[:0]
 	avail := uint64(0)
 	for i := range np {
-		p := (c.rr + i) % np
+		p := c.parts[(c.rr+i)%np]
 		c.hwm[p] = t.parts[p].hwm.Load()
 		if c.pos[p] < c.hwm[p] {
 			c.ready = append(c.ready, p)
@@ -234,8 +241,9 @@ func (c *consumer) Commit(ctx context.Context, partition int, next uint64) error
 		return buffer.ErrClosed
 	}
 	t := c.t
-	if partition < 0 || partition >= len(t.parts) {
-		return fmt.Errorf("embedded: commit %q: partition %d out of range 0-%d", t.name, partition, len(t.parts)-1)
+	if partition < 0 || partition >= len(c.owned) || !c.owned[partition] {
+		// Another consumer of the group may own it: a commit here would move its offset.
+		return fmt.Errorf("embedded: commit %q: partition %d is not one of this consumer's %v", t.name, partition, c.parts)
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("embedded: commit %s/%d: %w", t.name, partition, err)

@@ -646,9 +646,25 @@ func (l *Log) DeleteGroup(ctx context.Context, topicName, groupName string) erro
 	return nil
 }
 
-// Consume opens a consumer of topic for group, registering the group for cleanup. It starts after
-// the group's committed offsets.
+// Consume opens a consumer of every partition of topic for group, registering the group for
+// cleanup. It starts after the group's committed offsets.
 func (l *Log) Consume(ctx context.Context, topicName, groupName string) (buffer.Consumer, error) {
+	return l.consume(ctx, topicName, groupName, nil)
+}
+
+// ConsumePartitions is Consume restricted to partitions. Consumers of one group over disjoint
+// partitions share only the group's offsets, which are stored per partition: each consumer
+// writes just those of its own partitions.
+func (l *Log) ConsumePartitions(ctx context.Context, topicName, groupName string, partitions []int) (buffer.Consumer, error) {
+	if len(partitions) == 0 {
+		// Checked here: consume reads a nil list as every partition.
+		return nil, fmt.Errorf("embedded: consume %q: no partitions", topicName)
+	}
+	return l.consume(ctx, topicName, groupName, partitions)
+}
+
+// consume opens a consumer of partitions of the topic, or of all of them when partitions is nil.
+func (l *Log) consume(ctx context.Context, topicName, groupName string, partitions []int) (buffer.Consumer, error) {
 	if err := checkName("group", groupName); err != nil {
 		return nil, err
 	}
@@ -664,6 +680,14 @@ func (l *Log) Consume(ctx context.Context, topicName, groupName string) (buffer.
 	if t == nil {
 		return nil, fmt.Errorf("embedded: consume %q: %w", topicName, ErrUnknownTopic)
 	}
+	if partitions == nil {
+		partitions = make([]int, len(t.parts))
+		for p := range partitions {
+			partitions[p] = p
+		}
+	} else if err := buffer.CheckPartitions(partitions, len(t.parts)); err != nil {
+		return nil, fmt.Errorf("embedded: consume %q: %w", topicName, err)
+	}
 	l.topicsMu.Lock()
 	err := l.registerGroupsLocked(t, []string{groupName})
 	l.topicsMu.Unlock()
@@ -673,7 +697,7 @@ func (l *Log) Consume(ctx context.Context, topicName, groupName string) (buffer.
 	t.mu.Lock()
 	g, _ := t.groupLocked(groupName)
 	t.mu.Unlock()
-	return newConsumer(l, t, groupName, g), nil
+	return newConsumer(l, t, groupName, g, partitions), nil
 }
 
 // Close stops the log: Appends not yet handed to an fsync fail with buffer.ErrClosed (those being
@@ -777,6 +801,7 @@ func (l *Log) runCleanup() {
 }
 
 var (
-	_ buffer.Buffer = (*Log)(nil)
-	_ buffer.Lagger = (*Log)(nil)
+	_ buffer.Buffer            = (*Log)(nil)
+	_ buffer.Lagger            = (*Log)(nil)
+	_ buffer.PartitionConsumer = (*Log)(nil)
 )

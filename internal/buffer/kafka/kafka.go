@@ -12,9 +12,11 @@
 // "all in-sync replicas" can never shrink to the leader alone.
 //
 // A consumer group's committed offsets live in Kafka's own group offset storage, but a consumer
-// never joins the group: it assigns itself every partition, starting at the committed offsets, and
-// commits as a "simple" group member (generation -1). One stage instance per group reads a topic;
-// sharing the partitions of a group among instances with cooperative rebalancing comes later.
+// never joins the group: it assigns itself its partitions (every one, or those ConsumePartitions
+// names), starting at the committed offsets, and commits as a "simple" group member (generation
+// -1), one partition per request. Kafka stores a commit per partition and leaves the partitions a
+// request does not name alone, so instances that split a topic's partitions (each holding the
+// leases of some) commit the same group without overwriting each other's offsets.
 //
 // Kafka deletes records by time or size (retention.ms, retention.bytes), not by what the groups
 // declared in TopicConfig.Groups have committed: the cluster's retention must outlast the longest
@@ -88,6 +90,9 @@ func Open(ctx context.Context, cfg Config) (*Buffer, error) {
 		// Appends are synchronous: records that arrive while a request is in flight are batched
 		// anyway, so waiting for more only adds latency to every Append.
 		kgo.ProducerLinger(0),
+		// Uncompressed: Azure Event Hubs' Kafka endpoint does not take compressed batches, and
+		// Weir's records are small JSON envelopes whose batches compress little.
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
 	)
 	cl, err := kgo.NewClient(append(opts, cfg.Opts...)...)
 	if err != nil {
@@ -319,17 +324,41 @@ func (b *Buffer) Consume(ctx context.Context, topic, group string) (buffer.Consu
 	if err != nil {
 		return nil, err
 	}
+	all := make([]int, n)
+	for p := range all {
+		all[p] = p
+	}
+	return b.consume(ctx, topic, group, n, all)
+}
+
+// ConsumePartitions is Consume restricted to partitions. Which instance reads which partitions
+// is the caller's to decide (leases), not the group's: the consumer still does not join it.
+func (b *Buffer) ConsumePartitions(ctx context.Context, topic, group string, partitions []int) (buffer.Consumer, error) {
+	n, err := b.partitions(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	if err := buffer.CheckPartitions(partitions, n); err != nil {
+		return nil, fmt.Errorf("kafka: consume %s: %w", topic, err)
+	}
+	return b.consume(ctx, topic, group, n, partitions)
+}
+
+// consume reads partitions, valid and distinct partitions of topic, which has n.
+func (b *Buffer) consume(ctx context.Context, topic, group string, n int, partitions []int) (buffer.Consumer, error) {
 	octx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	next, err := b.committed(octx, topic, group)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: offsets of %s/%s: %w", group, topic, err)
 	}
-	start := make(map[int32]kgo.Offset, n)
-	for p := range int32(n) {
-		start[p] = kgo.NewOffset().AtStart()
-		if off, ok := next[p]; ok {
-			start[p] = kgo.NewOffset().At(off)
+	start := make(map[int32]kgo.Offset, len(partitions))
+	owned := make([]bool, n)
+	for _, p := range partitions {
+		owned[p] = true
+		start[int32(p)] = kgo.NewOffset().AtStart()
+		if off, ok := next[int32(p)]; ok {
+			start[int32(p)] = kgo.NewOffset().At(off)
 		}
 	}
 	opts := append(b.clientOpts(), b.cfg.Opts...)
@@ -337,7 +366,7 @@ func (b *Buffer) Consume(ctx context.Context, topic, group string) (buffer.Consu
 	if err != nil {
 		return nil, fmt.Errorf("kafka: consume %s: %w", topic, err)
 	}
-	c := &consumer{b: b, topic: topic, group: group, partitions: n, cl: cl}
+	c := &consumer{b: b, topic: topic, group: group, owned: owned, cl: cl}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -406,12 +435,12 @@ func (b *Buffer) Close() error {
 	return nil
 }
 
-// consumer reads one topic for one group with its own client, which holds the records fetched
-// ahead of Fetch.
+// consumer reads some partitions (often all) of one topic for one group with its own client,
+// which holds the records fetched ahead of Fetch.
 type consumer struct {
 	b            *Buffer
 	topic, group string
-	partitions   int
+	owned        []bool // per partition of the topic: read by this consumer
 	cl           *kgo.Client
 
 	mu      sync.Mutex
@@ -490,9 +519,15 @@ func (c *consumer) Commit(ctx context.Context, partition int, next uint64) error
 	if err := c.b.check(); err != nil {
 		return err
 	}
-	if partition < 0 || partition >= c.partitions || next > math.MaxInt64 {
-		return fmt.Errorf("kafka: commit %s/%s: partition %d, offset %d out of range", c.group, c.topic, partition, next)
+	if partition < 0 || partition >= len(c.owned) || !c.owned[partition] {
+		// Another consumer of the group may own it: a commit here would move its offset.
+		return fmt.Errorf("kafka: commit %s/%s: partition %d is not read by this consumer", c.group, c.topic, partition)
 	}
+	if next > math.MaxInt64 {
+		return fmt.Errorf("kafka: commit %s/%s/%d: offset %d out of range", c.group, c.topic, partition, next)
+	}
+	// Only this partition: the request must not carry offsets of partitions that another
+	// instance reads and commits.
 	var os kadm.Offsets
 	os.Add(kadm.Offset{Topic: c.topic, Partition: int32(partition), At: int64(next), LeaderEpoch: -1})
 	ctx, cancel := context.WithTimeout(ctx, c.b.cfg.Timeout)
@@ -533,6 +568,7 @@ func (g logger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 }
 
 var (
-	_ buffer.Buffer = (*Buffer)(nil)
-	_ buffer.Lagger = (*Buffer)(nil)
+	_ buffer.Buffer            = (*Buffer)(nil)
+	_ buffer.Lagger            = (*Buffer)(nil)
+	_ buffer.PartitionConsumer = (*Buffer)(nil)
 )

@@ -43,6 +43,11 @@ func (h harness) Open(t *testing.T) buffer.Buffer {
 	return b
 }
 
+// OpenShared opens another client, as another Weir instance on the cluster.
+func (h harness) OpenShared(t *testing.T) buffer.Buffer { return h.Open(t) }
+
+var _ buffertest.Sharer = harness{}
+
 // Reopen is a clean restart of the client: the records and the group offsets stay in the cluster.
 func (h harness) Reopen(t *testing.T, b buffer.Buffer) buffer.Buffer {
 	t.Helper()

@@ -20,10 +20,12 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -287,7 +289,7 @@ func (b *Buffer) ensureStream(ctx context.Context, t buffer.TopicConfig, p int) 
 			if got != strconv.Itoa(t.Partitions) {
 				return fmt.Errorf("natsjs: topic %q has %s partitions, not %d", t.Name, got, t.Partitions)
 			}
-			return nil
+			return waitLeader(ctx, s)
 		}
 		if !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return fmt.Errorf("natsjs: topic %q: %w", t.Name, err)
@@ -297,12 +299,31 @@ func (b *Buffer) ensureStream(ctx context.Context, t buffer.TopicConfig, p int) 
 			Retention: jetstream.LimitsPolicy, Duplicates: 2 * time.Minute,
 			Metadata: map[string]string{"weir_topic": t.Name, "weir_partitions": strconv.Itoa(t.Partitions)}})
 		if err == nil {
-			return nil
+			continue // look it up again, and wait for its leader
 		}
 		if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 			return fmt.Errorf("natsjs: create topic %q: %w", t.Name, err)
 		}
 		// Another instance created it meanwhile: check it.
+	}
+}
+
+// waitLeader returns once a replicated stream has elected its leader: until then publishes find
+// no responders.
+func waitLeader(ctx context.Context, s jetstream.Stream) error {
+	for {
+		info, err := s.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("natsjs: stream %s: %w", s.CachedInfo().Config.Name, err)
+		}
+		if info.Cluster == nil || info.Cluster.Leader != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("natsjs: stream %s has no leader: %w", info.Config.Name, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 
@@ -337,7 +358,10 @@ func (b *Buffer) Append(ctx context.Context, topic string, msgs []buffer.Message
 		msg.Header.Set(headerKey, string(m.Key))
 		rand.Read(id[:])
 		msg.Header.Set(jetstream.MsgIDHeader, hex.EncodeToString(id[:]))
-		f, err := b.js.PublishMsgAsync(msg)
+		// No silent retry: a publish the client retried (no responders while a stream elects its
+		// leader) can be stored after later ones of the same call, out of key order. A failure
+		// fails the append instead (503 to the partner, who sends again).
+		f, err := b.js.PublishMsgAsync(msg, jetstream.WithRetryAttempts(0))
 		if err != nil {
 			return fmt.Errorf("natsjs: append to %s: %w", topic, errors.Join(err, buffer.ErrUnavailable))
 		}
@@ -363,19 +387,45 @@ func (b *Buffer) offsetKey(group, topic string, p int) string {
 	return sanitize(group) + "." + sanitize(topic) + "." + strconv.Itoa(p)
 }
 
-// committed returns the committed next offset of a group's partition (0: none).
+// committed returns the committed next offset of a group's partition (0: none). It asks the
+// bucket's stream leader: the bucket's Get is a direct get, which any replica answers, and a
+// follower that lags would hand a consumer opened on another instance (a partition whose lease
+// moved) an offset from before the last commits.
 func (b *Buffer) committed(ctx context.Context, group, topic string, p int) (uint64, error) {
-	e, err := b.offsets.Get(ctx, b.offsetKey(group, topic, p))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, nil
-	}
+	bucket := b.offsets.Bucket()
+	req, err := json.Marshal(struct {
+		LastBySubject string `json:"last_by_subj"`
+	}{"$KV." + bucket + "." + b.offsetKey(group, topic, p)})
 	if err != nil {
 		return 0, err
 	}
-	if len(e.Value()) != 8 {
-		return 0, fmt.Errorf("natsjs: offset %s is corrupt", e.Key())
+	m, err := b.nc.RequestWithContext(ctx, jetstream.DefaultAPIPrefix+"STREAM.MSG.GET.KV_"+bucket, req)
+	if err != nil {
+		return 0, err
 	}
-	return binary.BigEndian.Uint64(e.Value()), nil
+	var resp struct {
+		Error   *jetstream.APIError `json:"error"`
+		Message *struct {
+			Data []byte `json:"data"`
+		} `json:"message"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return 0, fmt.Errorf("natsjs: offset %s: %w", b.offsetKey(group, topic, p), err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return 0, nil
+	case resp.Error != nil:
+		return 0, resp.Error
+	case resp.Message == nil:
+		return 0, fmt.Errorf("natsjs: offset %s: empty answer", b.offsetKey(group, topic, p))
+	case len(resp.Message.Data) == 0:
+		// A delete or purge marker: an operator reset the offset, as Get would report.
+		return 0, nil
+	case len(resp.Message.Data) != 8:
+		return 0, fmt.Errorf("natsjs: offset %s is corrupt", b.offsetKey(group, topic, p))
+	}
+	return binary.BigEndian.Uint64(resp.Message.Data), nil
 }
 
 // Consume reads every partition of topic from the group's committed offsets.
@@ -384,8 +434,33 @@ func (b *Buffer) Consume(ctx context.Context, topic, group string) (buffer.Consu
 	if err != nil {
 		return nil, err
 	}
+	all := make([]int, n)
+	for p := range all {
+		all[p] = p
+	}
+	return b.consume(ctx, topic, group, all)
+}
+
+// ConsumePartitions reads some partitions of topic from the group's committed offsets. Several
+// instances can split a topic's partitions this way (without Exclusive, which lets one instance
+// alone consume): each partition is its own stream and each committed offset its own key, so
+// consumers of disjoint partitions never read or write anything of each other's.
+func (b *Buffer) ConsumePartitions(ctx context.Context, topic, group string, partitions []int) (buffer.Consumer, error) {
+	n, err := b.partitions(topic)
+	if err != nil {
+		return nil, err
+	}
+	if err := buffer.CheckPartitions(partitions, n); err != nil {
+		return nil, fmt.Errorf("natsjs: consume %s: %w", topic, err)
+	}
+	return b.consume(ctx, topic, group, slices.Clone(partitions))
+}
+
+// consume reads partitions, valid and distinct partitions of topic.
+func (b *Buffer) consume(ctx context.Context, topic, group string, partitions []int) (buffer.Consumer, error) {
 	cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c := &consumer{b: b, topic: topic, group: group, recs: make(chan buffer.Record, 1024), cancel: cancel, done: make(chan struct{})}
+	c := &consumer{b: b, topic: topic, group: group, partitions: partitions, recs: make(chan buffer.Record, 1024),
+		cancel: cancel, done: make(chan struct{})}
 	var iters []jetstream.MessagesContext
 	fail := func(err error) (buffer.Consumer, error) {
 		cancel()
@@ -396,7 +471,7 @@ func (b *Buffer) Consume(ctx context.Context, topic, group string) (buffer.Consu
 	}
 	rctx, rcancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer rcancel()
-	for p := range n {
+	for _, p := range partitions {
 		next, err := b.committed(rctx, group, topic, p)
 		if err != nil {
 			return fail(fmt.Errorf("natsjs: offsets of %s/%s: %w", group, topic, err))
@@ -416,8 +491,8 @@ func (b *Buffer) Consume(ctx context.Context, topic, group string) (buffer.Consu
 		iters = append(iters, it)
 	}
 	c.wg.Add(len(iters))
-	for p, it := range iters {
-		go c.read(cctx, p, it)
+	for i, it := range iters {
+		go c.read(cctx, partitions[i], it)
 	}
 	go func() {
 		c.wg.Wait()
@@ -475,6 +550,7 @@ func (b *Buffer) Close() error {
 type consumer struct {
 	b            *Buffer
 	topic, group string
+	partitions   []int // the partitions read
 	recs         chan buffer.Record
 	cancel       context.CancelFunc
 	wg           sync.WaitGroup
@@ -562,6 +638,10 @@ func (c *consumer) Commit(ctx context.Context, partition int, next uint64) error
 	if closed {
 		return buffer.ErrClosed
 	}
+	if !slices.Contains(c.partitions, partition) {
+		// Another consumer of the group may own it: a commit here would move its offset.
+		return fmt.Errorf("natsjs: commit %s/%s: partition %d is not one of this consumer's %v", c.group, c.topic, partition, c.partitions)
+	}
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], next)
 	ctx, cancel := context.WithTimeout(ctx, c.b.cfg.Timeout)
@@ -596,6 +676,7 @@ func redact(url string) string {
 }
 
 var (
-	_ buffer.Buffer = (*Buffer)(nil)
-	_ buffer.Lagger = (*Buffer)(nil)
+	_ buffer.Buffer            = (*Buffer)(nil)
+	_ buffer.Lagger            = (*Buffer)(nil)
+	_ buffer.PartitionConsumer = (*Buffer)(nil)
 )
