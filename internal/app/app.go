@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
 	"github.com/weirhq/weir/internal/admin"
@@ -672,9 +673,13 @@ func (a *App) runStages(ctx context.Context, failed chan<- error) error {
 		return nil
 	}
 	stop := func() {}
+	owns := prometheus.NewGauge(prometheus.GaugeOpts{Name: "weir_partitions_owned",
+		Help: "Partitions this instance works on (instances sharing a state store split them)."})
+	a.metrics.Registry.MustRegister(owns)
 	return a.member.Run(ctx, func(owned []int) error {
 		stop() // the stages drain and commit before a partition is given up
 		stop = func() {}
+		owns.Set(float64(len(owned)))
 		if len(owned) > 0 {
 			stop = a.startStages(ctx, owned, failed)
 		}
