@@ -509,9 +509,9 @@ func (a *App) endpointHealth(e config.Endpoint) (*deliver.Health, error) {
 	}
 	gauge, streak := a.metrics.Endpoint.WithLabelValues(e.Name), a.metrics.Streak.WithLabelValues(e.Name)
 	return deliver.NewHealth(deliver.HealthConfig{FailingAfter: e.Health.FailingAfter, PauseAfter: e.Health.PauseAfter.D()},
-		deliver.Pause{Paused: st.Paused, Reason: st.Reason, Since: st.Since},
+		deliver.Pause{Paused: st.Paused, Reason: st.Reason, Since: st.Since, At: st.At},
 		func(p deliver.Pause) error {
-			return a.store.SetEndpoint(e.Name, state.EndpointState{Paused: p.Paused, Reason: p.Reason, Since: p.Since})
+			return a.store.SetEndpoint(e.Name, state.EndpointState{Paused: p.Paused, Reason: p.Reason, Since: p.Since, At: p.At})
 		},
 		func(s string, failures int) {
 			gauge.Set(map[string]float64{deliver.Healthy: 0, deliver.Failing: 1, deliver.Paused: 2}[s])
@@ -614,6 +614,9 @@ func (a *App) Run(ctx context.Context) error {
 		defer stages.Done()
 		a.expire(stageCtx)
 	}()
+	if a.pg != nil {
+		stages.Go(func() { a.syncEndpoints(stageCtx) })
+	}
 	go func() {
 		defer stages.Done()
 		if err := a.retries.Run(stageCtx); err != nil {
@@ -722,6 +725,28 @@ func (a *App) watchLog(ctx context.Context, failed chan<- error) {
 				failed <- fmt.Errorf("the log refuses writes: %w", err)
 				return
 			}
+		}
+	}
+}
+
+// syncEndpoints takes the pauses and resumes other instances sharing the state store made, every
+// two seconds.
+func (a *App) syncEndpoints(ctx context.Context) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for name, h := range a.health {
+			st, err := a.store.Endpoint(name)
+			if err != nil {
+				a.log.Warn("reading an endpoint's shared state", "endpoint", name, "err", err)
+				continue
+			}
+			h.Sync(deliver.Pause{Paused: st.Paused, Reason: st.Reason, Since: st.Since, At: st.At})
 		}
 	}
 }

@@ -24,6 +24,7 @@ type Pause struct {
 	Paused bool
 	Reason string
 	Since  time.Time
+	At     time.Time // when it was last paused or resumed (instances sharing it keep the latest)
 }
 
 // Health tracks one endpoint: consecutive failures, and the pause that stops its deliveries.
@@ -90,7 +91,7 @@ func (h *Health) Pause(reason string, now time.Time) error {
 		h.mu.Unlock()
 		return nil
 	}
-	h.pause = Pause{Paused: true, Reason: reason, Since: now.UTC()}
+	h.pause = Pause{Paused: true, Reason: reason, Since: now.UTC(), At: time.Now().UTC()}
 	h.resumed = make(chan struct{})
 	p := h.pause
 	h.mu.Unlock()
@@ -102,13 +103,34 @@ func (h *Health) Pause(reason string, now time.Time) error {
 func (h *Health) Resume() error {
 	h.mu.Lock()
 	if h.pause.Paused {
-		h.pause = Pause{}
 		close(h.resumed)
 	}
+	h.pause = Pause{At: time.Now().UTC()}
+	p := h.pause
 	h.failures, h.since, h.lastErr = 0, time.Time{}, ""
 	h.mu.Unlock()
 	h.changed()
-	return h.save(Pause{})
+	return h.save(p)
+}
+
+// Sync takes a pause or a resume that another instance sharing the endpoint stored, when it is
+// newer than this one's last.
+func (h *Health) Sync(stored Pause) {
+	h.mu.Lock()
+	if !stored.At.After(h.pause.At) {
+		h.mu.Unlock()
+		return
+	}
+	switch {
+	case stored.Paused && !h.pause.Paused:
+		h.resumed = make(chan struct{})
+	case !stored.Paused && h.pause.Paused:
+		close(h.resumed)
+		h.failures, h.since, h.lastErr = 0, time.Time{}, ""
+	}
+	h.pause = stored
+	h.mu.Unlock()
+	h.changed()
 }
 
 // Paused reports whether deliveries are paused.

@@ -69,3 +69,36 @@ func TestHealthStartsPausedAndNeverPausesWithoutPauseAfter(t *testing.T) {
 		t.Fatalf("without pause_after: %+v, want failing, never paused", s)
 	}
 }
+
+// A pause or resume another instance stored is taken when newer than this one's last.
+func TestHealthSync(t *testing.T) {
+	var saved []Pause
+	h := NewHealth(HealthConfig{}, Pause{}, func(p Pause) error { saved = append(saved, p); return nil }, nil)
+	t0 := time.Now()
+	h.Sync(Pause{Paused: true, Reason: "operator on b", Since: t0, At: t0.Add(time.Second)})
+	if !h.Paused() || h.Status().PauseReason != "operator on b" {
+		t.Fatalf("not paused by another instance's pause: %+v", h.Status())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := h.Wait(ctx); err == nil {
+		t.Fatal("Wait returned while paused")
+	}
+	h.Sync(Pause{At: t0}) // an older resume: ignored
+	if !h.Paused() {
+		t.Fatal("an older resume was taken")
+	}
+	h.Sync(Pause{At: t0.Add(2 * time.Second)})
+	if h.Paused() {
+		t.Fatal("a newer resume was not taken")
+	}
+	if err := h.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(saved) != 0 {
+		t.Fatalf("Sync stored %v: it only takes what is stored", saved)
+	}
+	if err := h.Pause("local", time.Now()); err != nil || len(saved) != 1 || saved[0].At.IsZero() {
+		t.Fatalf("a local pause is stored with its time: %v %v", saved, err)
+	}
+}

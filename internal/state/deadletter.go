@@ -245,6 +245,7 @@ type EndpointState struct {
 	Paused bool      `json:"paused"`
 	Reason string    `json:"reason,omitempty"`
 	Since  time.Time `json:"since,omitzero"`
+	At     time.Time `json:"at,omitzero"` // when it was last paused or resumed
 }
 
 // SetEndpoint stores an endpoint's state (synced: an operator's pause must hold).
