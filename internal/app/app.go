@@ -710,36 +710,39 @@ func (a *App) startStages(ctx context.Context, partitions []int, failed chan<- e
 	}
 }
 
-// watchLog reports a log that stopped accepting writes (a failed fsync, a full disk): the log
-// never writes again once that happened, so Weir shuts down in order and exits non-zero, and
-// its supervisor restarts it, which reopens and recovers the log. Until then ingest answers 503.
-func (a *App) watchLog(ctx context.Context, failed chan<- error) {
-	t := time.NewTicker(250 * time.Millisecond)
+// every calls fn every d until ctx ends or fn returns false.
+func every(ctx context.Context, d time.Duration, fn func() bool) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := a.storageErr(); err != nil {
-				failed <- fmt.Errorf("the log refuses writes: %w", err)
+			if !fn() {
 				return
 			}
 		}
 	}
 }
 
+// watchLog reports a log that stopped accepting writes (a failed fsync, a full disk): the log
+// never writes again once that happened, so Weir shuts down in order and exits non-zero, and
+// its supervisor restarts it, which reopens and recovers the log. Until then ingest answers 503.
+func (a *App) watchLog(ctx context.Context, failed chan<- error) {
+	every(ctx, 250*time.Millisecond, func() bool {
+		if err := a.storageErr(); err != nil {
+			failed <- fmt.Errorf("the log refuses writes: %w", err)
+			return false
+		}
+		return true
+	})
+}
+
 // syncEndpoints takes the pauses and resumes other instances sharing the state store made, every
 // two seconds.
 func (a *App) syncEndpoints(ctx context.Context) {
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, 2*time.Second, func() bool {
 		for name, h := range a.health {
 			st, err := a.store.Endpoint(name)
 			if err != nil {
@@ -748,19 +751,13 @@ func (a *App) syncEndpoints(ctx context.Context) {
 			}
 			h.Sync(deliver.Pause{Paused: st.Paused, Reason: st.Reason, Since: st.Since, At: st.At})
 		}
-	}
+		return true
+	})
 }
 
 // expire forgets dedup receipts and dead letters older than their retentions, once a minute.
 func (a *App) expire(ctx context.Context) {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, time.Minute, func() bool {
 		n, err := a.store.ExpireReceipts(time.Now().Add(-a.cfg.Limits.DedupRetention.D()))
 		if err != nil {
 			a.log.Warn("expiring dedup receipts", "err", err)
@@ -770,7 +767,8 @@ func (a *App) expire(ctx context.Context) {
 		if err := a.store.ExpireDeadLetters(time.Now().Add(-a.cfg.DeadLetters.Retention.D())); err != nil {
 			a.log.Warn("expiring dead letters", "err", err)
 		}
-	}
+		return true
+	})
 }
 
 // close releases storage; Run calls it last.

@@ -90,15 +90,22 @@ func testHolds(t *testing.T) {
 	}
 }
 
-// Leases go to one holder at a time; a holder that lost its lease cannot write under it.
-func TestPostgresLeases(t *testing.T) {
+// openPostgres returns a PostgreSQL space on a schema of the test's own, with a log as buffer.
+func openPostgres(t *testing.T) *state.Postgres {
+	t.Helper()
 	l := openLog(t, t.TempDir())
 	t.Cleanup(func() { l.Close() })
 	p, err := state.OpenPostgres(t.Context(), pgtest.Schema(t), l)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	t.Cleanup(p.Close)
+	return p
+}
+
+// Leases go to one holder at a time; a holder that lost its lease cannot write under it.
+func TestPostgresLeases(t *testing.T) {
+	p := openPostgres(t)
 	ctx := t.Context()
 	a, ok, err := p.Acquire(ctx, "partition/1", "a", 300*time.Millisecond)
 	if err != nil || !ok || a.Token != 1 {
@@ -191,13 +198,7 @@ func TestPostgresLeaseRace(t *testing.T) {
 
 // A run's writes under a partition lease another instance took over do not land.
 func TestPostgresRunFenced(t *testing.T) {
-	l := openLog(t, t.TempDir())
-	t.Cleanup(func() { l.Close() })
-	p, err := state.OpenPostgres(t.Context(), pgtest.Schema(t), l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	p := openPostgres(t)
 	s, err := state.Open(p)
 	if err != nil {
 		t.Fatal(err)
