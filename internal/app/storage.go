@@ -41,7 +41,7 @@ func (a *App) openStorage(ctx context.Context, dataDir string) error {
 		a.buf = a.db
 	case strings.HasPrefix(cfg.Buffer, "nats://"), strings.HasPrefix(cfg.Buffer, "tls://"):
 		// One instance per server unless the instances share their state (and their partitions).
-		b, err := natsjs.Open(ctx, natsjs.Config{URL: cfg.Buffer, Logger: a.log, Exclusive: !shared})
+		b, err := natsjs.Open(ctx, natsjs.Config{URL: cfg.Buffer, Replicas: cfg.NATS.Replicas, Logger: a.log, Exclusive: !shared})
 		if err != nil {
 			return err
 		}

@@ -29,6 +29,7 @@ type Config struct {
 	State     string     `yaml:"state"`
 	Embedded  Embedded   `yaml:"embedded"`
 	Kafka     Kafka      `yaml:"kafka"`
+	NATS      NATS       `yaml:"nats"`
 	Admin     Admin      `yaml:"admin"`
 	Limits    Limits     `yaml:"limits"`
 	Runtime   Runtime    `yaml:"runtime"`
@@ -71,6 +72,13 @@ type Kafka struct {
 	// Replication is the replication factor of the topics Weir creates (default: 3 when the
 	// cluster has three brokers or more, else 1).
 	Replication int `yaml:"replication"`
+}
+
+// NATS configures a nats:// buffer.
+type NATS struct {
+	// Replicas is the number of copies of each stream Weir creates (default: 3 when the cluster
+	// has three servers or more, else 1).
+	Replicas int `yaml:"replicas"`
 }
 
 // Admin configures the admin listener.

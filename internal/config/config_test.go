@@ -120,12 +120,14 @@ func TestSecretNeverPrints(t *testing.T) {
 	}
 }
 
-// A shared state store needs a shared buffer; an unknown store is named.
-func TestStateStore(t *testing.T) {
+// A shared state store needs a shared buffer; an unknown store is named; NATS replicas are
+// JetStream's.
+func TestStorageConfig(t *testing.T) {
 	for _, c := range []struct{ raw, want string }{
 		{"state: postgres://weir@db/weir\n", "state: a shared state store needs a shared buffer"},
 		{"state: mysql://db\nbuffer: nats://n:4222\n", "state: is not embedded or postgres://"},
 		{"state: postgres://weir@db/weir\nbuffer: kafka://k:9092\n", ""},
+		{"state: postgres://weir@db/weir\nbuffer: nats://n:4222\nnats: {replicas: 7}\n", "nats.replicas: must be between 1 and 5"},
 	} {
 		cfg, err := Parse([]byte(c.raw), t.TempDir(), env(nil))
 		switch {

@@ -221,6 +221,9 @@ func (c *Config) validate(p *Problems) {
 	if c.Kafka.Replication < 0 {
 		p.Add("kafka.replication", "must not be negative")
 	}
+	if r := c.NATS.Replicas; r < 0 || r > 5 {
+		p.Add("nats.replicas", "must be between 1 and 5 (JetStream's limit), got %d", r)
+	}
 	if d := c.Embedded.MinSyncInterval; d != nil && (*d < 0 || d.D() > 100*time.Millisecond) {
 		p.Add("embedded.min_sync_interval", "must be between 0s and 100ms, got %s", d.D())
 	}
