@@ -149,7 +149,7 @@ if [[ $which == all || $which == buffers ]]; then
         psql "$pg" -qc "drop schema if exists weirbench cascade; create schema weirbench" 2>/dev/null
         state=(--state "$pg&search_path=weirbench")
       fi
-      $w bench --self ${url:+--buffer "$url"} "${state[@]}" -c 64 -d 10s --json "$out/buffer-$kind-$i.json" >/dev/null 2>&1
+      $w bench --self ${url:+--buffer "$url"} "${state[@]}" -c 64 -d 10s --json "$out/buffer-$kind-$i.json" >"$out/buffer-$kind-$i.log" 2>&1
     done
     [[ $kind != embedded ]] && kill "$dc" && wait "$dc" 2>/dev/null || true
   done
