@@ -74,6 +74,7 @@ type App struct {
 	member *cluster.Member // this instance's part in sharing the partitions (with pg)
 	// instance names this process among the instances sharing a state store (leases).
 	instance string
+	refusing atomic.Pointer[refusal] // why ingest refuses new messages now (nil: it does not); see pushback.go
 	dbs      map[string]*sqlsink.DB
 	gateway  *ingest.Gateway
 	stages   []stageSpec
@@ -405,6 +406,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if len(sinks) > 0 {
 		stage(pipeline.StagePersist, pipeline.TopicPersist, rt.Workers, rt.BatchSize, pipeline.Persist(a.store, sinks),
 			retry.Stage{Name: pipeline.StagePersist, Policy: steps}, nil)
+		if err == nil {
+			a.stages[len(a.stages)-1].cfg.Rate = stageRate(rt.PersistRateLimit, rt.BatchSize)
+		}
 	}
 	dc := deliver.New(deliver.Config{AllowPrivate: opts.AllowPrivate})
 	for i := range cfg.Endpoints {
@@ -421,6 +425,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 					a.log.Warn("endpoint disabled: the partner answered 410 Gone; resume it with weir endpoints resume", "endpoint", ep.Name)
 				}},
 			h)
+		if err == nil {
+			a.stages[len(a.stages)-1].cfg.Rate = stageRate(cfg.Endpoints[i].RateLimit, 8)
+		}
 	}
 
 	if len(c.flows) > 0 {
@@ -441,7 +448,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	if a.gateway, err = ingest.New(ingest.Config{
 		Topic: pipeline.TopicProcess, MaxBody: int64(cfg.Limits.MaxBody), MaxBatchLines: cfg.Limits.MaxBatchLines,
 		MaxInFlight: cfg.Limits.MaxInFlight,
-		Clients:     c.clients, Types: c.types, Logger: a.log, Health: a.storageErr,
+		Clients:     c.clients, Types: c.types, Logger: a.log, Health: a.storageErr, Admit: a.admit,
 		OnAccepted: func(typ string, n int) { m.Accepted.WithLabelValues(typ).Add(float64(n)) },
 	}, a.store); err != nil {
 		return nil, err
@@ -467,6 +474,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	a.adminSrv = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
 		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
 	return a, nil
+}
+
+// stageRate is the limiter of a stage's rate limit (nil without one); its burst holds a batch.
+func stageRate(rl config.RateLimit, batch int) *rate.Limiter {
+	if rl.Rate <= 0 {
+		return nil
+	}
+	return rate.NewLimiter(rate.Limit(rl.Rate), max(rl.Burst, batch, 1))
 }
 
 func instrument(m *obs.Metrics, name string, done *atomic.Int64, h runtime.Handler) runtime.Handler {
@@ -617,6 +632,7 @@ func (a *App) Run(ctx context.Context) error {
 	if a.pg != nil {
 		stages.Go(func() { a.syncEndpoints(stageCtx) })
 	}
+	stages.Go(func() { a.watchPushback(stageCtx) })
 	go func() {
 		defer stages.Done()
 		if err := a.retries.Run(stageCtx); err != nil {

@@ -99,6 +99,12 @@ type Limits struct {
 	IdleTimeout       Duration `yaml:"idle_timeout"`
 	MaxHeaderBytes    Size     `yaml:"max_header_bytes"`
 	DedupRetention    Duration `yaml:"dedup_retention"`
+	// MaxBacklog is the high-water mark of a topic's backlog (records appended and not yet
+	// handled by its stage): above it ingest answers 429 with Retry-After at once (0: none).
+	MaxBacklog int64 `yaml:"max_backlog"`
+	// MinFreeDisk: below this much free space on the data dir's disk ingest answers 429 (default
+	// 512MiB; 0: no check).
+	MinFreeDisk *Size `yaml:"min_free_disk"`
 }
 
 // Runtime tunes the stage runtime.
@@ -115,6 +121,10 @@ type Runtime struct {
 	Window              int      `yaml:"window"`
 	BatchSize           int      `yaml:"batch_size"`
 	ShutdownTimeout     Duration `yaml:"shutdown_timeout"`
+	// PersistRateLimit caps the records the persist stage writes per second, all sinks
+	// together (none by default): a backend that sustains less than the arrival rate is fed at
+	// its rate while the backlog waits in the log.
+	PersistRateLimit RateLimit `yaml:"persist_rate_limit"`
 }
 
 // Client is a partner allowed to send messages.
@@ -235,6 +245,8 @@ type Endpoint struct {
 	// Retry is the delivery schedule (default: at once, then 5s, 5m, 30m, 2h, 5h, 10h, 10h).
 	Retry  *Retry `yaml:"retry"`
 	Health Health `yaml:"health"`
+	// RateLimit caps the delivery attempts per second to this endpoint (none by default).
+	RateLimit RateLimit `yaml:"rate_limit"`
 }
 
 // Secret is a credential. It should come from ${ENV}; it never prints.

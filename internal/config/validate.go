@@ -71,6 +71,10 @@ func (c *Config) applyDefaults() {
 	setDur(&l.IdleTimeout, 120*time.Second)
 	setSize(&l.MaxHeaderBytes, 64<<10)
 	setDur(&l.DedupRetention, 7*24*time.Hour)
+	if l.MinFreeDisk == nil {
+		d := Size(512 << 20)
+		l.MinFreeDisk = &d
+	}
 	r := &c.Runtime
 	setInt(&r.Partitions, 8)
 	setInt(&r.Workers, 4)
@@ -227,7 +231,14 @@ func (c *Config) validate(p *Problems) {
 	if d := c.Embedded.MinSyncInterval; d != nil && (*d < 0 || d.D() > 100*time.Millisecond) {
 		p.Add("embedded.min_sync_interval", "must be between 0s and 100ms, got %s", d.D())
 	}
+	if c.Limits.MaxBacklog < 0 {
+		p.Add("limits.max_backlog", "must not be negative")
+	}
+	if d := c.Limits.MinFreeDisk; d != nil && *d < 0 {
+		p.Add("limits.min_free_disk", "must not be negative")
+	}
 	r := c.Runtime
+	checkRateLimit(p, "runtime.persist_rate_limit", r.PersistRateLimit)
 	if r.Partitions < 1 || r.Partitions > 1024 {
 		p.Add("runtime.partitions", "must be between 1 and 1024, got %d", r.Partitions)
 	}
@@ -332,9 +343,7 @@ func (c *Config) validate(p *Problems) {
 				p.Add(fmt.Sprintf("%s.types[%d]", at, j), "unknown message type %q", ty)
 			}
 		}
-		if cl.RateLimit.Rate < 0 || cl.RateLimit.Burst < 0 {
-			p.Add(at+".rate_limit", "rate and burst must not be negative")
-		}
+		checkRateLimit(p, at+".rate_limit", cl.RateLimit)
 	}
 
 	eps := map[string]bool{}
@@ -354,6 +363,7 @@ func (c *Config) validate(p *Problems) {
 		if ep.Secret == "" && ep.BearerToken == "" {
 			p.Add(at, "needs a secret (Standard Webhooks signature) or a bearer_token, or both")
 		}
+		checkRateLimit(p, at+".rate_limit", ep.RateLimit)
 		if ep.Timeout.D() <= 0 || ep.Timeout.D() > 5*time.Minute {
 			p.Add(at+".timeout", "must be between 1ms and 5m")
 		}
@@ -427,5 +437,11 @@ func setDur(d *Duration, v time.Duration) {
 func setSize(s *Size, v int64) {
 	if *s == 0 {
 		*s = Size(v)
+	}
+}
+
+func checkRateLimit(p *Problems, at string, rl RateLimit) {
+	if rl.Rate < 0 || rl.Burst < 0 {
+		p.Add(at, "rate and burst must not be negative")
 	}
 }

@@ -80,6 +80,10 @@ type Config struct {
 	Logger      *slog.Logger
 	// Health reports why the log cannot take writes (nil when it can); /readyz uses it.
 	Health func() error
+	// Admit, when set, says why ingest must not take messages now (the backlog is above its
+	// high-water mark, the disk is nearly full) and when to come back; "" lets them in. Refused
+	// requests get 429 with Retry-After before their body is read.
+	Admit func() (reason string, retryAfter time.Duration)
 	// OnAccepted is told how many messages of a type were just accepted (optional: metrics).
 	OnAccepted func(typ string, n int)
 }
@@ -174,6 +178,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			g.active.Add(-1)
 			<-g.slots
 		}()
+		if g.cfg.Admit != nil && r.Method != http.MethodGet {
+			if reason, after := g.cfg.Admit(); reason != "" {
+				p := problem(http.StatusTooManyRequests, "overloaded", "Too many requests", reason)
+				p.retryAfter = after
+				writeProblem(w, p)
+				return
+			}
+		}
 	}
 	g.mux.ServeHTTP(w, r)
 }

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/weirhq/weir/internal/buffer"
 	"github.com/weirhq/weir/internal/fault"
 )
@@ -31,6 +33,9 @@ type Config struct {
 	Name  string // for logs
 	Topic string
 	Group string
+	// Rate, when set, caps the records handed to the handler per second (a backend's sustained
+	// rate): the backlog waits in the log, not in memory. Its burst must be at least BatchSize.
+	Rate *rate.Limiter
 	// Partitions, when set, restricts the stage to these partitions of Topic (the instance's
 	// share, see internal/cluster); the buffer must be a buffer.PartitionConsumer.
 	Partitions []int
@@ -218,6 +223,9 @@ func (s *Stage) run(ctx context.Context) error {
 		go func() {
 			defer workers.Done()
 			for w := range s.work {
+				if l := s.cfg.Rate; l != nil {
+					_ = l.WaitN(workCtx, len(w.batch)) // an error: the stop's bound passed; the call fails the same way
+				}
 				start := time.Now()
 				errs := s.call(workCtx, w.batch)
 				s.results <- result{batch: w.batch, errs: errs, took: time.Since(start), inflight: w.inflight}

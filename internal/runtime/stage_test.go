@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/weirhq/weir/internal/buffer"
 	"github.com/weirhq/weir/internal/buffer/embedded"
 	"github.com/weirhq/weir/internal/fault"
@@ -506,5 +508,33 @@ func TestPauseHoldsTheStage(t *testing.T) {
 	wait(t, rec.done)
 	if err := stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A rate-limited stage hands its handler no more records than the limit allows, whatever the
+// workers: 60 records at 100/s with a burst of 10 take at least half a second.
+func TestRateLimitedStage(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	defer l.Close()
+	const n = 60
+	fill(t, l, "in", n, 7)
+	rec := newRecorder(n)
+	h := func(_ context.Context, recs []buffer.Record) []error {
+		for _, r := range recs {
+			rec.add(r)
+		}
+		return nil
+	}
+	start := time.Now()
+	stop := run(t, l, runtime.Config{Name: "t", Topic: "in", Group: "g", Workers: 8, BatchSize: 10, Window: 256,
+		Rate: rate.NewLimiter(100, 10)}, h)
+	wait(t, rec.done)
+	took := time.Since(start)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The bucket starts full (10), then refills at 100/s: the other 50 need 500 ms at least.
+	if took < 450*time.Millisecond {
+		t.Fatalf("%d records handled in %v: the limit of 100/s did not hold", n, took)
 	}
 }
