@@ -12,8 +12,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -236,11 +238,95 @@ func eventKV(e Event) (key, value []byte, err error) {
 	k = append(k, e.Stage...)
 	k = append(k, 0)
 	k = append(k, e.Endpoint...)
-	v, err := json.Marshal(e)
-	if err != nil {
-		return nil, nil, fmt.Errorf("state: %w", err)
+	return k, appendEventJSON(make([]byte, 0, 96+len(e.Error)), &e), nil
+}
+
+// appendEventJSON appends e as encoding/json would write it — one is written for every message
+// at ingest and at every stage, and reflection cost ~7% of batch ingest.
+func appendEventJSON(b []byte, e *Event) []byte {
+	if !utf8.ValidString(e.Type) || !utf8.ValidString(e.Stage) || !utf8.ValidString(e.Endpoint) || !utf8.ValidString(e.Status) ||
+		!utf8.ValidString(e.Error) || !utf8.ValidString(e.Reason) || !utf8.ValidString(e.Letter) {
+		v, _ := json.Marshal(e) // invalid UTF-8 (a partner's error text): let encoding/json repair it
+		return append(b, v...)
 	}
-	return k, v, nil
+	b = append(b, '{')
+	if e.Type != "" {
+		b = appendJSONField(b, "type", e.Type)
+	}
+	b = appendJSONField(b, "stage", e.Stage)
+	if e.Endpoint != "" {
+		b = appendJSONField(b, "endpoint", e.Endpoint)
+	}
+	b = appendJSONField(b, "status", e.Status)
+	b = append(b, `"at":"`...)
+	b = append(e.At.AppendFormat(b, time.RFC3339Nano), `",`...)
+	if e.Attempts != 0 {
+		b = append(strconv.AppendInt(append(b, `"attempts":`...), int64(e.Attempts), 10), ',')
+	}
+	if e.Code != 0 {
+		b = append(strconv.AppendInt(append(b, `"status_code":`...), int64(e.Code), 10), ',')
+	}
+	if e.Error != "" {
+		b = appendJSONField(b, "error", e.Error)
+	}
+	if !e.NextAt.IsZero() {
+		b = append(b, `"next_attempt_at":"`...)
+		b = append(e.NextAt.AppendFormat(b, time.RFC3339Nano), `",`...)
+	}
+	if e.Reason != "" {
+		b = appendJSONField(b, "reason", e.Reason)
+	}
+	if e.Letter != "" {
+		b = appendJSONField(b, "dead_letter", e.Letter)
+	}
+	b[len(b)-1] = '}' // the last field's comma
+	return b
+}
+
+// appendJSONField appends "name":"value", with value escaped as encoding/json escapes it.
+func appendJSONField(b []byte, name, v string) []byte {
+	b = append(append(append(b, '"'), name...), `":"`...)
+	const hex = "0123456789abcdef"
+	start := 0
+	for i := 0; i < len(v); {
+		c := v[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			if c < utf8.RuneSelf {
+				i++
+				continue
+			}
+			r, size := utf8.DecodeRuneInString(v[i:])
+			if r != '\u2028' && r != '\u2029' {
+				i += size
+				continue
+			}
+			b = append(append(b, v[start:i]...), `\u202`...)
+			b = append(b, hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		b = append(b, v[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		case '\b':
+			b = append(b, '\\', 'b')
+		case '\f':
+			b = append(b, '\\', 'f')
+		default: // other control characters, and <, >, & as encoding/json escapes them
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		i++
+		start = i
+	}
+	return append(append(b, v[start:]...), `",`...)
 }
 
 // Record writes status events (unsynced, like Accepted).
