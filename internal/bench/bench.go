@@ -1,7 +1,8 @@
 // Package bench is Weir's load generator, behind `weir bench`: it posts the reference order (or
 // any JSON template) to the ingestion API (DESIGN.md §3) as single messages or NDJSON batches,
-// closed loop as fast as the server answers or open loop at a fixed rate, and reports
-// throughput, latency quantiles, errors by cause and a per-second series.
+// closed loop as fast as the server answers or open loop along a rate Schedule (a fixed rate, or
+// phases such as a spike), and reports throughput, latency quantiles, errors by cause and a
+// per-second series, which WriteSVG draws as a chart.
 //
 // Figures only mean something next to a ceiling measured on the same machine in the same run,
 // so the package also provides that ceiling: a bare net/http server (Ceiling) that Run can be
@@ -24,6 +25,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,13 +75,17 @@ type Config struct {
 	BatchSize int
 	// Connections is the number of connections, each with one request in flight (default 64).
 	Connections int
-	// Duration is how long requests are sent (default 10s). Requests in flight at the end are
-	// waited for and counted.
+	// Duration is how long requests are sent (default 10s, or the Schedule's). Requests in
+	// flight at the end are waited for and counted.
 	Duration time.Duration
 	// Rate, when > 0, sends that many requests per second (open loop) whatever the server's
-	// answers, and measures latency from the time each request was due. 0 sends as fast as the
-	// connections get answers (closed loop).
+	// answers, and measures latency from the time each request was due: the schedule of one
+	// phase of Duration. 0 (and no Schedule) sends as fast as the connections get answers
+	// (closed loop).
 	Rate float64
+	// Schedule, instead of Rate, sends open loop along its phases (see Schedule); the run lasts
+	// their sum, and Duration must be left zero or equal to it.
+	Schedule Schedule
 	// Seed goes into every message id ("b-<seed>-<n>") and picks the keys; 0 means one from the
 	// clock, so that reruns against the same server are not duplicates. The report says which.
 	Seed int64
@@ -89,7 +95,9 @@ type Config struct {
 	// Its top-level "id" and "customer.id" are replaced per message; an id is added if missing.
 	Payload []byte
 	// Timeout bounds each request (default 10s); a request that takes longer counts as
-	// "timeout".
+	// "timeout". In open loop, a request still waiting for a free connection Timeout after it
+	// was due is not sent and counts as "expired": its client would have given up by then, and
+	// the generator does not pile up a debt of stale requests that would hide a recovery.
 	Timeout time.Duration
 	// HonorRetryAfter makes a connection answered 429 or 503 with Retry-After wait that long
 	// before its next request (never past the end of the run), as a polite partner would. By
@@ -102,8 +110,14 @@ type Config struct {
 	// cut short to fit); Duration still bounds it. 0: no limit.
 	Messages int64
 	// Progress, if set, receives one line per second with the elapsed time, the last second's
-	// req/s and msg/s, p99 so far and the error count. It is written from one goroutine.
+	// target and sent rate (open loop), req/s and msg/s answered, p50 and p99, answers by
+	// status class and the gauges below. It is written from one goroutine.
 	Progress io.Writer
+	// Backlog and Resident, if set, are read once per second (from the monitor goroutine) and
+	// recorded in each Sample: the server's backlog (messages accepted but not yet through its
+	// last stage) and its resident memory in bytes. Only a server in the same process can
+	// tell; either may be nil.
+	Backlog, Resident func() int64
 
 	// interval is the progress and series interval; tests shorten it. Zero means one second.
 	interval time.Duration
@@ -121,6 +135,20 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if c.Connections == 0 {
 		c.Connections = DefaultConnections
+	}
+	var errs []error
+	if len(c.Schedule) > 0 {
+		c.Schedule = slices.Clone(c.Schedule)
+		if err := c.Schedule.validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if c.Rate != 0 {
+			errs = append(errs, errors.New("rate and schedule: set one of them"))
+		}
+		if sum := c.Schedule.Duration(); c.Duration != 0 && c.Duration != sum {
+			errs = append(errs, fmt.Errorf("duration %s: the schedule lasts %s", c.Duration, sum))
+		}
+		c.Duration = c.Schedule.Duration()
 	}
 	if c.Duration == 0 {
 		c.Duration = DefaultDuration
@@ -140,7 +168,6 @@ func (cfg Config) withDefaults() (Config, error) {
 	if c.interval == 0 {
 		c.interval = time.Second
 	}
-	var errs []error
 	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("url %q: want http(s)://host[:port]", c.URL))
 	}
@@ -176,6 +203,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return c, fmt.Errorf("bench: invalid config: %w", err)
+	}
+	if c.Rate > 0 {
+		c.Schedule = Constant(c.Rate, c.Duration)
 	}
 	return c, nil
 }
@@ -227,9 +257,12 @@ type runner struct {
 	conns   []*conn
 
 	// Owned by the monitor goroutine, then by run after it returns.
-	series   []Sample
-	lastAt   time.Time
-	lastSeen totals
+	// The last sample ended at lastAt, with these totals and histograms; it began at prevAt
+	// (kept in case the run's final stub is folded into it).
+	series             []Sample
+	lastAt, prevAt     time.Time
+	lastSeen, prevSeen totals
+	lastHist, prevHist *histSnapshot
 }
 
 // conn is one connection's goroutine state. The counters are atomics because the monitor reads
@@ -239,11 +272,41 @@ type conn struct {
 	requests, ok, messages, errs atomic.Int64
 	rejected, duplicates, bytes  atomic.Int64
 	poisoned                     atomic.Int64
-	failures                     map[string]int64 // by kind, as in Report.Errors
+	classes                      [numClasses]atomic.Int64 // failed requests by class
+	failures                     map[string]int64         // by kind, as in Report.Errors
+}
+
+// Classes of failed requests, as the per-second samples count them.
+const (
+	class429    = iota // 429 Too Many Requests
+	class503           // 503 Service Unavailable
+	class5xx           // any other 5xx
+	classOther         // any other status that is not 2xx
+	classFailed        // no usable answer: timeout, expired, conn, bad_response
+	numClasses
+)
+
+// classOf returns the class of a failure kind of Report.Errors.
+func classOf(kind string) int {
+	switch {
+	case kind == "429":
+		return class429
+	case kind == "503":
+		return class503
+	case len(kind) == 3 && kind[0] == '5':
+		return class5xx
+	case len(kind) == 3 && kind[0] >= '1' && kind[0] <= '9':
+		return classOther
+	default:
+		return classFailed
+	}
 }
 
 // totals is a sum of the connections' counters at one moment.
-type totals struct{ requests, messages, errs int64 }
+type totals struct {
+	sent, requests, messages, ok, errs int64
+	classes                            [numClasses]int64
+}
 
 func newRunner(ctx context.Context, c Config, gen *generator) *runner {
 	r := &runner{cfg: c, gen: gen, ctx: ctx}
@@ -299,10 +362,10 @@ func (r *runner) run() *Report {
 
 	var due int64 // open loop: requests scheduled within Duration
 	var workers sync.WaitGroup
-	if c.Rate > 0 {
-		due = scheduled(c.Duration, c.Rate)
+	if len(c.Schedule) > 0 {
+		due = c.Schedule.Due()
 		r.tickets = make(chan time.Time, c.Connections)
-		workers.Go(func() { r.dispatch(due) })
+		workers.Go(r.dispatch)
 	}
 	r.conns = make([]*conn, c.Connections)
 	for i := range r.conns {
@@ -310,7 +373,8 @@ func (r *runner) run() *Report {
 		r.conns[i] = cn
 		workers.Go(func() { r.work(cn) })
 	}
-	r.lastAt = r.start
+	r.lastAt, r.prevAt = r.start, r.start
+	r.lastHist, r.prevHist = new(histSnapshot), new(histSnapshot)
 	done := make(chan struct{})
 	var monitor sync.WaitGroup
 	monitor.Go(func() { r.monitor(done) })
@@ -325,7 +389,6 @@ func (r *runner) run() *Report {
 		Type:        c.Type,
 		Mode:        c.Mode,
 		Connections: c.Connections,
-		Rate:        c.Rate,
 		Seed:        c.Seed,
 		Started:     r.start,
 		Duration:    finished.Sub(r.start),
@@ -335,6 +398,10 @@ func (r *runner) run() *Report {
 	}
 	if c.Mode == ModeBatch {
 		rep.BatchSize = c.BatchSize
+	}
+	if len(c.Schedule) > 0 {
+		rep.Schedule = c.Schedule
+		rep.Rate, _ = c.Schedule.constant()
 	}
 	var hs histSnapshot
 	for _, cn := range r.conns {
@@ -351,20 +418,17 @@ func (r *runner) run() *Report {
 		}
 		cn.hist.addTo(&hs)
 	}
-	if c.Rate > 0 {
+	if len(c.Schedule) > 0 {
 		if rep.Interrupted {
 			// Only what was due before the interruption could have been sent.
-			due = min(due, scheduled(finished.Sub(r.start), c.Rate))
+			due = min(due, c.Schedule.DueBefore(finished.Sub(r.start)))
 		}
 		if c.Messages > 0 {
 			// Nothing is due after the request that carries the last message.
-			per := int64(1)
-			if c.Mode == ModeBatch {
-				per = int64(c.BatchSize)
-			}
+			per := int64(r.perRequest())
 			due = min(due, (c.Messages+per-1)/per)
 		}
-		rep.Missed = max(0, due-r.issued.Load())
+		rep.Missed = max(0, due-r.issued.Load()-rep.Errors["expired"])
 	}
 	if secs := rep.Duration.Seconds(); secs > 0 {
 		rep.ReqPerSec = float64(rep.Requests) / secs
@@ -374,29 +438,15 @@ func (r *runner) run() *Report {
 	return rep
 }
 
-// scheduled returns how many requests an open loop at rate sends within d: those due at
-// i/rate seconds for every i with i/rate < d.
-func scheduled(d time.Duration, rate float64) int64 {
-	at := func(i int64) time.Duration { return time.Duration(float64(i) * float64(time.Second) / rate) }
-	n := max(int64(math.Ceil(d.Seconds()*rate)), 0)
-	for n > 0 && at(n-1) >= d {
-		n--
-	}
-	for at(n) < d {
-		n++
-	}
-	return n
-}
-
 // dispatch hands out the open loop's due times, on schedule. When every connection is busy it
 // blocks, then hands out the overdue times at once: each carries the time it was due, so the
 // latency the connections measure includes the wait.
-func (r *runner) dispatch(due int64) {
+func (r *runner) dispatch() {
 	defer close(r.tickets)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for i := range due {
-		at := r.start.Add(time.Duration(float64(i) * float64(time.Second) / r.cfg.Rate))
+	for off := range r.cfg.Schedule.Times() {
+		at := r.start.Add(off)
 		if d := time.Until(at); d > 0 {
 			timer.Reset(d)
 			select {
@@ -435,6 +485,10 @@ func (r *runner) work(cn *conn) {
 			}
 			if r.stopped.Load() {
 				return // due at the very end: too late to count
+			}
+			if time.Since(due) > r.cfg.Timeout {
+				cn.fail("expired") // its client would have given up waiting for a connection
+				continue
 			}
 		}
 		// The transport may still be reading the previous body after Do returns (a server can
@@ -574,11 +628,12 @@ func (r *runner) pause(d time.Duration) bool {
 // fail counts a failed request under kind. Only the connection's goroutine calls it.
 func (cn *conn) fail(kind string) {
 	cn.failures[kind]++
+	cn.classes[classOf(kind)].Add(1)
 	cn.errs.Add(1)
 	cn.requests.Add(1)
 }
 
-// monitor samples throughput every interval and writes the progress line, until done closes.
+// monitor samples every interval and writes the progress line, until done closes.
 func (r *runner) monitor(done <-chan struct{}) {
 	t := time.NewTicker(r.cfg.interval)
 	defer t.Stop()
@@ -588,26 +643,24 @@ func (r *runner) monitor(done <-chan struct{}) {
 			return
 		case now := <-t.C:
 			s := r.sample(now, false)
-			if r.cfg.Progress == nil {
-				continue
+			if r.cfg.Progress != nil {
+				io.WriteString(r.cfg.Progress, s.progress(len(r.cfg.Schedule) > 0))
 			}
-			var hs histSnapshot
-			for _, cn := range r.conns {
-				cn.hist.addTo(&hs)
-			}
-			fmt.Fprintf(r.cfg.Progress, "%6.1fs %9.0f req/s %10.0f msg/s   p99 %-8s errors %d\n",
-				now.Sub(r.start).Seconds(), s.ReqPerSec, s.MsgPerSec, fmtDur(hs.quantile(0.99)), r.totals().errs)
 		}
 	}
 }
 
 // totals sums the connections' counters.
 func (r *runner) totals() totals {
-	var t totals
+	t := totals{sent: r.issued.Load()}
 	for _, cn := range r.conns {
 		t.requests += cn.requests.Load()
 		t.messages += cn.messages.Load()
+		t.ok += cn.ok.Load()
 		t.errs += cn.errs.Load()
+		for i := range t.classes {
+			t.classes[i] += cn.classes[i].Load()
+		}
 	}
 	return t
 }
@@ -617,41 +670,65 @@ func (r *runner) totals() totals {
 // stub of a few milliseconds does not show as a dip or a spike.
 func (r *runner) sample(now time.Time, last bool) Sample {
 	cur := r.totals()
-	s := Sample{
-		Elapsed:  now.Sub(r.start),
-		Requests: cur.requests - r.lastSeen.requests,
-		Messages: cur.messages - r.lastSeen.messages,
-		Errors:   cur.errs - r.lastSeen.errs,
+	hist := new(histSnapshot)
+	for _, cn := range r.conns {
+		cn.hist.addTo(hist)
 	}
-	span := now.Sub(r.lastAt)
+	from, since, histFrom := r.lastAt, r.lastSeen, r.lastHist
 	if last {
-		if span <= 0 {
-			return s
+		if !now.After(r.lastAt) {
+			return Sample{Elapsed: now.Sub(r.start)}
 		}
-		if n := len(r.series); n > 0 && span < r.cfg.interval/2 {
-			p := r.series[n-1]
-			span += p.Elapsed - r.prevElapsed()
-			s.Requests += p.Requests
-			s.Messages += p.Messages
-			s.Errors += p.Errors
+		if n := len(r.series); n > 0 && now.Sub(r.lastAt) < r.cfg.interval/2 {
+			from, since, histFrom = r.prevAt, r.prevSeen, r.prevHist
 			r.series = r.series[:n-1]
 		}
 	}
-	if secs := span.Seconds(); secs > 0 {
+	s := Sample{
+		Elapsed:     now.Sub(r.start),
+		Sent:        cur.sent - since.sent,
+		Requests:    cur.requests - since.requests,
+		Messages:    cur.messages - since.messages,
+		Errors:      cur.errs - since.errs,
+		OK:          cur.ok - since.ok,
+		TooMany:     cur.classes[class429] - since.classes[class429],
+		Unavailable: cur.classes[class503] - since.classes[class503],
+		ServerError: cur.classes[class5xx] - since.classes[class5xx],
+		OtherStatus: cur.classes[classOther] - since.classes[classOther],
+		Failed:      cur.classes[classFailed] - since.classes[classFailed],
+	}
+	lat := hist.minus(histFrom)
+	s.P50, s.P99 = lat.quantile(0.50), lat.quantile(0.99)
+	if secs := now.Sub(from).Seconds(); secs > 0 {
+		s.SentPerSec = float64(s.Sent) / secs
 		s.ReqPerSec = float64(s.Requests) / secs
 		s.MsgPerSec = float64(s.Messages) / secs
+		if sched := r.cfg.Schedule; len(sched) > 0 {
+			due := sched.DueBefore(now.Sub(r.start)) - sched.DueBefore(from.Sub(r.start))
+			s.TargetReqPerSec = float64(due) / secs
+			s.TargetMsgPerSec = s.TargetReqPerSec * float64(r.perRequest())
+		}
+	}
+	if f := r.cfg.Backlog; f != nil {
+		v := f()
+		s.Backlog = &v
+	}
+	if f := r.cfg.Resident; f != nil {
+		v := f()
+		s.Resident = &v
 	}
 	r.series = append(r.series, s)
-	r.lastAt, r.lastSeen = now, cur
+	r.prevAt, r.prevSeen, r.prevHist = from, since, histFrom
+	r.lastAt, r.lastSeen, r.lastHist = now, cur, hist
 	return s
 }
 
-// prevElapsed is where the last sample of the series began.
-func (r *runner) prevElapsed() time.Duration {
-	if n := len(r.series); n > 1 {
-		return r.series[n-2].Elapsed
+// perRequest is the number of messages in a full request.
+func (r *runner) perRequest() int {
+	if r.cfg.Mode == ModeBatch {
+		return r.cfg.BatchSize
 	}
-	return 0
+	return 1
 }
 
 // reqBody is a request body that tells when the transport is done with it (Close), so that its

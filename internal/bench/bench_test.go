@@ -63,6 +63,28 @@ func checkInvariants(t *testing.T, rep *Report) {
 	case rep.OK > 0 && !(rep.Latency.P50 <= rep.Latency.P99 && rep.Latency.P99 <= rep.Latency.Max):
 		t.Errorf("latency quantiles out of order: %+v", rep.Latency)
 	}
+	// The samples' answers by class add up to the report's.
+	var ok, sent int64
+	var classes, wantClasses [numClasses]int64
+	for _, s := range rep.Series {
+		ok += s.OK
+		sent += s.Sent
+		for i, n := range []int64{s.TooMany, s.Unavailable, s.ServerError, s.OtherStatus, s.Failed} {
+			classes[i] += n
+		}
+		if s.OK > 0 && s.P50 > s.P99 {
+			t.Errorf("sample at %s: p50 %s > p99 %s", s.Elapsed, s.P50, s.P99)
+		}
+	}
+	for kind, n := range rep.Errors {
+		wantClasses[classOf(kind)] += n
+	}
+	if ok != rep.OK || classes != wantClasses {
+		t.Errorf("series: %d ok and by class %v; report %d ok and %v", ok, classes, rep.OK, wantClasses)
+	}
+	if !rep.Interrupted && sent != rep.Requests-rep.Errors["expired"] {
+		t.Errorf("series sent %d, report %d requests of which %d expired", sent, rep.Requests, rep.Errors["expired"])
+	}
 	b, err := json.Marshal(rep)
 	if err != nil {
 		t.Fatalf("report does not marshal: %v", err)

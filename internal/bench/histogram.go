@@ -112,3 +112,22 @@ func (s *histSnapshot) latency() Latency {
 	}
 	return l
 }
+
+// minus returns what was recorded between prev and s, two snapshots of the same histograms with
+// prev taken first. Its max is the top of the highest bucket in use, capped by s's max.
+func (s *histSnapshot) minus(prev *histSnapshot) *histSnapshot {
+	d := new(histSnapshot)
+	top := -1
+	for i := range s.counts {
+		if c := s.counts[i] - prev.counts[i]; c != 0 {
+			d.counts[i] = c
+			d.total += c
+			top = i
+		}
+	}
+	d.sum = s.sum - prev.sum
+	if top >= 0 {
+		d.max = min(histHigh(top), s.max)
+	}
+	return d
+}

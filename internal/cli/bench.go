@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strings"
 	"sync/atomic"
@@ -56,7 +58,7 @@ const defaultPoisonSchedule = "200ms,500ms,1s"
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, benchHelp); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(stderr, benchHelp, scenarioHelp, "\n"); fs.PrintDefaults() }
 	var cfg bench.Config
 	fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "weir ingest base URL")
 	fs.StringVar(&cfg.Type, "type", "order", "message type")
@@ -84,14 +86,28 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&fo.permanent, "service-permanent", 0, "with --workflow: fraction of requests a service refuses for good")
 	fs.IntVar(&fo.concurrency, "workflow-concurrency", 0, "with --workflow: runtime.workflow_concurrency (default: the config's)")
 	bufURL := fs.String("buffer", "", "with --self or --workflow: the buffer (nats://…, kafka://…; default: the config's); go run ./cmd/weir-devcluster nats|kafka starts one on loopback")
+	maxBacklog := fs.Int64("max-backlog", 0, "with --self or --workflow: limits.max_backlog, the backlog above which ingest answers 429 (default: the config's)")
 	stateURL := fs.String("state", "", "with --self or --workflow: the state store (postgres://…; default: the config's); needs an external --buffer")
 	adapt := fs.Bool("adaptive-concurrency", false, "with --self or --workflow: runtime.adaptive_concurrency on")
 	minSync := fs.String("min-sync-interval", "", "with --self or --workflow: embedded.min_sync_interval (default: the config's, 500us)")
 	jsonOut := fs.String("json", "", "write the report(s) as JSON to this file")
 	cpuProfile := fs.String("cpuprofile", "", "with --self: write a CPU profile of the weir run (generator included) to this file")
+	fs.DurationVar(&cfg.Timeout, "timeout", bench.DefaultTimeout, "per request; in open loop also how long a due request may wait for a free connection before it counts as expired")
+	var sc scenario
+	fs.StringVar(&sc.Name, "scenario", "", "a named open-loop scenario: "+strings.Join(scenarioNames, ", ")+" (see above)")
+	fs.Float64Var(&sc.base, "base", defaultBase, "scenarios: the base rate, requests/s; overload: capacity/2 unless given")
+	fs.Float64Var(&sc.peak, "peak", defaultPeak, "spike: the burst's rate, requests/s; overload: the overload's, 5 x capacity unless given")
+	fs.DurationVar(&sc.before, "before", defaultPhase, "spike: how long --base runs before the burst; overload: 0 unless given")
+	fs.DurationVar(&sc.burstFor, "burst-for", defaultPhase, "spike: the burst's duration; overload: the overload's, 60s unless given")
+	fs.DurationVar(&sc.after, "after", defaultPhase, "spike: how long --base runs after the burst; overload: the recovery's, 30s unless given")
+	fs.Float64Var(&sc.capacity, "capacity", 0, "overload: the server's capacity in requests/s (0: measure it with a closed-loop probe first)")
+	fs.DurationVar(&sc.probeFor, "probe-for", defaultProbeFor, "overload without --capacity: how long the closed-loop probe runs")
+	chart := fs.String("chart", "", "write the run as an SVG chart to this file (rate, latency, backlog and memory by second)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	sc.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { sc.set[f.Name] = true })
 	if *payload != "" {
 		b, err := os.ReadFile(*payload)
 		if err != nil {
@@ -101,7 +117,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg.Progress = stderr
 	out := map[string]any{}
-	so := selfOptions{hold: *hold, sync: *minSync, buf: *bufURL, state: *stateURL, adapt: *adapt}
+	so := selfOptions{hold: *hold, sync: *minSync, buf: *bufURL, state: *stateURL, adapt: *adapt, maxBacklog: *maxBacklog}
 	if *retrySchedule == "" && cfg.Poison > 0 {
 		*retrySchedule = defaultPoisonSchedule
 	}
@@ -111,6 +127,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		so.retry = r
+	}
+	if sc.Name != "" {
+		sc.rate, sc.duration, sc.batch, sc.ceiling = cfg.Rate, cfg.Duration, cfg.BatchSize, *ceiling
+		if err := sc.prepare(&cfg); err != nil {
+			return err
+		}
 	}
 
 	if *ceiling && *flow {
@@ -144,9 +166,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		out["ceiling"] = rep
 	}
 
-	var a *app.App
-	var sp *selfPartner
-	var stopSelf func() error
 	if *flow {
 		if *payload == "" {
 			b, err := dronedelivery.Files.ReadFile("delivery.json")
@@ -156,18 +175,54 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			cfg.Payload = b
 		}
 		cfg.Type, cfg.Client, cfg.Token = "delivery", "drone-app", "drone-token"
-		var err error
-		if a, stopSelf, err = startFlow(ctx, fo, so, stderr); err != nil {
-			return err
+	}
+	// start starts the in-process weir of --self or --workflow; nothing for an external --url.
+	start := func() (*app.App, *selfPartner, func() error, error) {
+		switch {
+		case *flow:
+			a, stop, err := startFlow(ctx, fo, so, stderr)
+			return a, nil, stop, err
+		case *self:
+			return startSelf(ctx, *selfConfig, so, stderr)
 		}
-		cfg.URL = "http://" + a.IngestAddr()
-	} else if *self {
-		var err error
-		a, sp, stopSelf, err = startSelf(ctx, *selfConfig, so, stderr)
+		return nil, nil, nil, nil
+	}
+	if sc.measureFirst {
+		// The probe gets an in-process weir of its own, so that the run starts on a fresh one,
+		// not on the probe's backlog.
+		probe := cfg
+		pa, _, stopProbe, err := start()
 		if err != nil {
 			return err
 		}
+		if pa != nil {
+			probe.URL = "http://" + pa.IngestAddr()
+		}
+		err = sc.measureCapacity(ctx, probe, stdout)
+		if stopProbe != nil {
+			err = errors.Join(err, stopProbe())
+			debug.FreeOSMemory() // the run's resident memory should not start with the probe's
+		}
+		if err != nil {
+			return err
+		}
+		cfg.Schedule = sc.Schedule
+	}
+	a, sp, stopSelf, err := start()
+	if err != nil {
+		return err
+	}
+	if a != nil {
 		cfg.URL = "http://" + a.IngestAddr()
+		cfg.Backlog, cfg.Resident = selfBacklog(a), residentGauge()
+		if *flow {
+			cfg.Backlog = flowBacklog(a)
+		}
+	}
+	if sc.Name != "" {
+		sc.finish()
+		out["scenario"] = &sc
+		fmt.Fprintf(stdout, "== scenario %s: %s; seed %d (rerun: weir bench %s)\n", sc.Name, sc.Schedule, sc.Seed, sc.Rerun)
 	}
 	fmt.Fprintf(stdout, "== weir %s (%s)\n", cfg.URL, cfg.Mode)
 	if *cpuProfile != "" {
@@ -195,8 +250,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if c, ok := out["ceiling"].(*bench.Report); ok {
 		fmt.Fprintln(stdout, bench.Compare(rep, c))
 	}
+	tick := drainSampler(rep, cfg.Backlog, cfg.Resident)
 	if a != nil && *flow {
-		f, err := waitFlows(ctx, a, rep.Started, stdout)
+		f, err := waitFlows(ctx, a, rep.Started, tick, stdout)
 		if err != nil {
 			stopSelf()
 			return err
@@ -215,13 +271,28 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			from = time.Now()
 			a.StartStages()
 		}
-		e2e := waitDrained(ctx, a, sp, rep.Poisoned, from, stdout)
+		e2e := waitDrained(ctx, a, sp, rep.Poisoned, from, tick, stdout)
 		out["end_to_end"] = e2e
 		if cpu := cpuUse(cpu0, cpu1, cpuNow(), rep.Messages, e2e.Accepted); cpu != nil {
 			cpu.WriteText(stdout)
 			out["cpu"] = cpu
 		}
 		if err := stopSelf(); err != nil {
+			return err
+		}
+	}
+	if *chart != "" {
+		title := "weir bench against " + cfg.URL
+		switch {
+		case *flow:
+			title = "weir bench --workflow (in-process weir, Drone Delivery)"
+		case *self:
+			title = "weir bench --self (in-process weir)"
+		}
+		if sc.Name != "" {
+			title += ": scenario " + sc.Name
+		}
+		if err := writeChart(*chart, rep, title); err != nil {
 			return err
 		}
 	}
@@ -241,13 +312,18 @@ type selfOptions struct {
 	sync  string        // embedded.min_sync_interval ("": the config's)
 	buf   string        // buffer ("": the config's)
 	state string        // state store ("": the config's)
-	adapt bool          // runtime.adaptive_concurrency on
+	// maxBacklog is limits.max_backlog (0: the config's)
+	maxBacklog int64
+	adapt      bool // runtime.adaptive_concurrency on
 }
 
 // apply sets the --self choices that apply to any config.
 func (so selfOptions) apply(cfg *config.Config) error {
 	if so.buf != "" {
 		cfg.Buffer = so.buf
+	}
+	if so.maxBacklog > 0 {
+		cfg.Limits.MaxBacklog = so.maxBacklog
 	}
 	if so.state != "" {
 		cfg.State = so.state
@@ -453,7 +529,9 @@ type EndToEnd struct {
 	GoodLatency bench.Latency `json:"good_latency"`
 }
 
-func waitDrained(ctx context.Context, a *app.App, sp *selfPartner, poisoned int64, from time.Time, stdout io.Writer) EndToEnd {
+// waitDrained waits until every accepted message is persisted and delivered (or 5 minutes), and
+// calls tick once a second meanwhile and once at the end.
+func waitDrained(ctx context.Context, a *app.App, sp *selfPartner, poisoned int64, from time.Time, tick func(), stdout io.Writer) EndToEnd {
 	accepted := a.Accepted()
 	e := EndToEnd{Accepted: accepted, Poisoned: poisoned}
 	deadline := time.Now().Add(5 * time.Minute)
@@ -461,6 +539,7 @@ func waitDrained(ctx context.Context, a *app.App, sp *selfPartner, poisoned int6
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if time.Since(lastReport) >= time.Second {
 			lastReport = time.Now()
+			tick()
 			fmt.Fprintf(os.Stderr, "drain %5.1fs: processed %d persisted %d delivered %d of %d\n", time.Since(from).Seconds(),
 				a.Finished("process"), a.Finished("persist"), a.FinishedPrefix("deliver."), accepted)
 		}
@@ -471,6 +550,7 @@ func waitDrained(ctx context.Context, a *app.App, sp *selfPartner, poisoned int6
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	tick()
 	e.Elapsed = time.Since(from)
 	e.PerSec = float64(min(e.Persisted, e.Delivered)) / e.Elapsed.Seconds()
 	fmt.Fprintf(stdout, "end to end: %d accepted, %d in SQL, %d delivered in %s: %.0f msg/s (complete: %v)\n",

@@ -107,19 +107,21 @@ type Flow struct {
 	Latency bench.Latency `json:"latency"`
 }
 
-// waitFlows waits until every accepted request's run finished, then reads each run's end-to-end
-// latency from the admin API.
-func waitFlows(ctx context.Context, a *app.App, from time.Time, stdout io.Writer) (Flow, error) {
+// waitFlows waits until every accepted request's run finished, calling tick once a second
+// meanwhile and once at the end, then reads each run's end-to-end latency from the admin API.
+func waitFlows(ctx context.Context, a *app.App, from time.Time, tick func(), stdout io.Writer) (Flow, error) {
 	f := Flow{Accepted: a.Accepted()}
 	deadline := time.Now().Add(5 * time.Minute)
 	last := time.Now()
 	for a.Finished("workflow") < f.Accepted && time.Now().Before(deadline) && ctx.Err() == nil {
 		if time.Since(last) >= time.Second {
 			last = time.Now()
+			tick()
 			fmt.Fprintf(os.Stderr, "drain %5.1fs: %d of %d runs finished\n", time.Since(from).Seconds(), a.Finished("workflow"), f.Accepted)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	tick()
 	var lat bench.Recorder
 	var end time.Time
 	for _, st := range []string{state.RunCompleted, state.RunFailed, state.RunCompensationFailed} {
