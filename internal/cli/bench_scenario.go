@@ -105,7 +105,8 @@ func (sc *scenario) prepare(cfg *bench.Config) error {
 	case scenarioOverload:
 		conflict("rate", "d")
 	}
-	if sc.set["mode"] && (cfg.Mode == bench.ModeBatch) != (sc.Name == scenarioBatch) {
+	// A spike may come in NDJSON batches: --base and --peak are then messages per second.
+	if sc.set["mode"] && (cfg.Mode == bench.ModeBatch) != (sc.Name == scenarioBatch) && sc.Name != scenarioSpike {
 		errs = append(errs, fmt.Errorf("--mode %s does not go with --scenario %s", cfg.Mode, sc.Name))
 	}
 	if sc.base <= 0 || sc.peak <= 0 || sc.capacity < 0 || sc.before < 0 || sc.burstFor <= 0 || sc.after < 0 || sc.probeFor <= 0 {
@@ -129,8 +130,12 @@ func (sc *scenario) prepare(cfg *bench.Config) error {
 		cfg.Mode = bench.ModeBatch
 		sc.Schedule = bench.Constant(sc.rateOr(sc.base/float64(max(sc.batch, 1))), sc.duration)
 	case scenarioSpike:
-		sc.Schedule = phases(bench.Phase{Rate: sc.base, Duration: sc.before},
-			bench.Phase{Rate: sc.peak, Duration: sc.burstFor}, bench.Phase{Rate: sc.base, Duration: sc.after})
+		per := 1.0 // messages per request
+		if cfg.Mode == bench.ModeBatch {
+			per = float64(max(sc.batch, 1))
+		}
+		sc.Schedule = phases(bench.Phase{Rate: sc.base / per, Duration: sc.before},
+			bench.Phase{Rate: sc.peak / per, Duration: sc.burstFor}, bench.Phase{Rate: sc.base / per, Duration: sc.after})
 	case scenarioOverload:
 		if !sc.set["burst-for"] {
 			sc.burstFor = defaultOverloadFor

@@ -169,3 +169,20 @@ func TestBenchScenarioWritesReportAndChart(t *testing.T) {
 		t.Fatal("chart has no target series")
 	}
 }
+
+// A spike in NDJSON batches: --base and --peak are messages per second.
+func TestScenarioSpikeInBatches(t *testing.T) {
+	sc := newScenario("spike", "mode")
+	sc.batch = 20
+	cfg := bench.Config{Mode: bench.ModeBatch}
+	if err := sc.prepare(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := bench.Schedule{{Rate: 250, Duration: 10 * time.Second}, {Rate: 1500, Duration: 10 * time.Second}, {Rate: 250, Duration: 10 * time.Second}}
+	if !slices.Equal(cfg.Schedule, want) || cfg.Mode != bench.ModeBatch {
+		t.Fatalf("schedule %v mode %s, want %v in batches", cfg.Schedule, cfg.Mode, want)
+	}
+	if err := newScenario("steady", "mode").prepare(&bench.Config{Mode: bench.ModeBatch}); err == nil {
+		t.Fatal("steady in batches: want the usage error (the batch scenario is that)")
+	}
+}
