@@ -438,6 +438,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 	}
 
 	a.reportInFlight()
+	if rt.IngestPriority {
+		busy := func() bool { return a.gateway != nil && a.gateway.InFlight() > int64(rt.IngestBusy) }
+		for i := range a.stages {
+			a.stages[i].cfg.Yield = busy
+		}
+	}
 	if rt.AdaptiveConcurrency {
 		a.adaptConcurrency()
 	}

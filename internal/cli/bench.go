@@ -86,6 +86,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&fo.permanent, "service-permanent", 0, "with --workflow: fraction of requests a service refuses for good")
 	fs.IntVar(&fo.concurrency, "workflow-concurrency", 0, "with --workflow: runtime.workflow_concurrency (default: the config's)")
 	bufURL := fs.String("buffer", "", "with --self or --workflow: the buffer (nats://…, kafka://…; default: the config's); go run ./cmd/weir-devcluster nats|kafka starts one on loopback")
+	priority := fs.Bool("ingest-priority", false, "with --self or --workflow: runtime.ingest_priority on (stages yield the CPU to a burst of ingest)")
 	maxBacklog := fs.Int64("max-backlog", 0, "with --self or --workflow: limits.max_backlog, the backlog above which ingest answers 429 (default: the config's)")
 	stateURL := fs.String("state", "", "with --self or --workflow: the state store (postgres://…; default: the config's); needs an external --buffer")
 	adapt := fs.Bool("adaptive-concurrency", false, "with --self or --workflow: runtime.adaptive_concurrency on")
@@ -117,7 +118,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg.Progress = stderr
 	out := map[string]any{}
-	so := selfOptions{hold: *hold, sync: *minSync, buf: *bufURL, state: *stateURL, adapt: *adapt, maxBacklog: *maxBacklog}
+	so := selfOptions{hold: *hold, sync: *minSync, buf: *bufURL, state: *stateURL, adapt: *adapt, maxBacklog: *maxBacklog, priority: *priority}
 	if *retrySchedule == "" && cfg.Poison > 0 {
 		*retrySchedule = defaultPoisonSchedule
 	}
@@ -314,6 +315,7 @@ type selfOptions struct {
 	state string        // state store ("": the config's)
 	// maxBacklog is limits.max_backlog (0: the config's)
 	maxBacklog int64
+	priority   bool // runtime.ingest_priority on
 	adapt      bool // runtime.adaptive_concurrency on
 }
 
@@ -321,6 +323,9 @@ type selfOptions struct {
 func (so selfOptions) apply(cfg *config.Config) error {
 	if so.buf != "" {
 		cfg.Buffer = so.buf
+	}
+	if so.priority {
+		cfg.Runtime.IngestPriority = true
 	}
 	if so.maxBacklog > 0 {
 		cfg.Limits.MaxBacklog = so.maxBacklog

@@ -117,10 +117,15 @@ type Runtime struct {
 	// AdaptiveConcurrency lets each deliver and workflow stage find its own concurrency, up to
 	// its configured bound: more while latency holds, less on transient failures or growing
 	// latency (default false: always the bound).
-	AdaptiveConcurrency bool     `yaml:"adaptive_concurrency"`
-	Window              int      `yaml:"window"`
-	BatchSize           int      `yaml:"batch_size"`
-	ShutdownTimeout     Duration `yaml:"shutdown_timeout"`
+	AdaptiveConcurrency bool `yaml:"adaptive_concurrency"`
+	// IngestPriority holds every stage to one handler call at a time while more than
+	// IngestBusy ingest requests are in flight (a burst queueing up): on a small machine the
+	// stages then leave the CPU to ingest, and the burst waits in the log (default false).
+	IngestPriority  bool     `yaml:"ingest_priority"`
+	IngestBusy      int      `yaml:"ingest_busy"`
+	Window          int      `yaml:"window"`
+	BatchSize       int      `yaml:"batch_size"`
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
 	// PersistRateLimit caps the records the persist stage writes per second, all sinks
 	// together (none by default): a backend that sustains less than the arrival rate is fed at
 	// its rate while the backlog waits in the log.

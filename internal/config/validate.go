@@ -82,6 +82,7 @@ func (c *Config) applyDefaults() {
 	setInt(&r.WorkflowConcurrency, 512)
 	setInt(&r.Window, 4096)
 	setInt(&r.BatchSize, 256)
+	setInt(&r.IngestBusy, 32)
 	setDur(&r.ShutdownTimeout, 10*time.Second)
 	for i := range c.Types {
 		t := &c.Types[i]

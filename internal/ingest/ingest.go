@@ -206,6 +206,9 @@ func (g *Gateway) Wait(ctx context.Context) error {
 // SetReady flips /readyz; the app clears it when shutdown starts.
 func (g *Gateway) SetReady(ok bool) { g.ready.Store(ok) }
 
+// InFlight returns the API requests being served now.
+func (g *Gateway) InFlight() int64 { return g.active.Load() }
+
 // Accepted returns the number of messages accepted since start.
 func (g *Gateway) Accepted() int64 { return g.accepted.Load() }
 

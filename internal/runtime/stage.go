@@ -33,6 +33,9 @@ type Config struct {
 	Name  string // for logs
 	Topic string
 	Group string
+	// Yield, when set and true, holds the stage to one handler call at a time: something with
+	// priority (ingest, absorbing a burst) needs the CPU, and the records wait in the log.
+	Yield func() bool
 	// Rate, when set, caps the records handed to the handler per second (a backend's sustained
 	// rate): the backlog waits in the log, not in memory. Its burst must be at least BatchSize.
 	Rate *rate.Limiter
@@ -463,6 +466,9 @@ type work struct {
 
 // limit is how many handler calls may run now.
 func (s *Stage) limit() int {
+	if s.cfg.Yield != nil && s.cfg.Yield() {
+		return 1
+	}
 	if s.cfg.Limiter == nil {
 		return s.cfg.Workers
 	}

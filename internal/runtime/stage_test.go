@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -536,5 +537,58 @@ func TestRateLimitedStage(t *testing.T) {
 	// The bucket starts full (10), then refills at 100/s: the other 50 need 500 ms at least.
 	if took < 450*time.Millisecond {
 		t.Fatalf("%d records handled in %v: the limit of 100/s did not hold", n, took)
+	}
+}
+
+// A stage told to yield runs one handler call at a time, whatever its workers; told no longer,
+// it uses them all again.
+func TestYieldHoldsOneCall(t *testing.T) {
+	l := openLog(t, t.TempDir())
+	defer l.Close()
+	const n = 400
+	fill(t, l, "in", n, 50)
+	var yield atomic.Bool
+	yield.Store(true)
+	var running, most atomic.Int64
+	rec := newRecorder(n)
+	h := func(_ context.Context, recs []buffer.Record) []error {
+		now := running.Add(1)
+		for m := most.Load(); now > m && !most.CompareAndSwap(m, now); m = most.Load() {
+		}
+		time.Sleep(2 * time.Millisecond)
+		for _, r := range recs {
+			rec.add(r)
+		}
+		running.Add(-1)
+		return nil
+	}
+	stop := run(t, l, runtime.Config{Name: "t", Topic: "in", Group: "g", Workers: 8, BatchSize: 4, Window: 256,
+		Yield: yield.Load}, h)
+	eventuallyCount := func(want int) {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			rec.mu.Lock()
+			c := rec.count
+			rec.mu.Unlock()
+			if c >= want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d of %d records handled", c, want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	eventuallyCount(n / 2)
+	if m := most.Load(); m != 1 {
+		t.Fatalf("%d handler calls at once while yielding, want 1", m)
+	}
+	yield.Store(false)
+	wait(t, rec.done)
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if m := most.Load(); m < 2 {
+		t.Fatalf("at most %d call at once after yielding ended: the workers stayed idle", m)
 	}
 }
