@@ -13,6 +13,7 @@ import (
 	"hash/maphash"
 	"io"
 	"log/slog"
+	"maps"
 	"mime"
 	"net/http"
 	"slices"
@@ -63,7 +64,9 @@ type Store interface {
 	// returns nil both are fsync'd; on error neither may be acknowledged.
 	Append(ctx context.Context, topic string, msgs []buffer.Message, accepts []state.Accept) error
 	Receipt(client, typ, id string) (state.Receipt, bool, error)
-	Trail(client, id string) ([]state.Event, error)
+	// Trail is a message's status trail; types are the client's, whose receipts give the
+	// "accepted" events.
+	Trail(client, id string, types ...string) ([]state.Event, error)
 	WorkflowRun(id string) (*state.Run, error)
 }
 
@@ -663,7 +666,7 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	trail, err := g.store.Trail(c.ID, id)
+	trail, err := g.store.Trail(c.ID, id, slices.Sorted(maps.Keys(c.Types))...)
 	if err != nil {
 		writeProblem(w, unavailable("the state store cannot be read"))
 		return

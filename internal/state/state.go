@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -108,10 +109,11 @@ func (s *Store) Receipt(client, typ, id string) (Receipt, bool, error) {
 }
 
 // Append appends msgs to topic in the log and records, in the same fsync'd batch, the dedup
-// receipts and "accepted" status events in accepts: a message is never acknowledged without
-// its receipt, and a receipt never survives a crash without its message.
+// receipts of accepts: a message is never acknowledged without its receipt, and a receipt
+// never survives a crash without its message. The receipt is also the trail's "accepted" event
+// (see Trail): writing that event too would cost a fourth key per message.
 func (s *Store) Append(ctx context.Context, topic string, msgs []buffer.Message, accepts []Accept) error {
-	side := make([]Op, 0, 3*len(accepts))
+	side := make([]Op, 0, 2*len(accepts))
 	for _, m := range accepts {
 		v := make([]byte, sha256.Size+8)
 		copy(v, m.Receipt.BodyHash[:])
@@ -121,11 +123,7 @@ func (s *Store) Append(ctx context.Context, topic string, msgs []buffer.Message,
 			// In the filter before the write lands: the filter may only err towards "maybe seen".
 			s.seen.add(dk)
 		}
-		ek, ev, err := eventKV(Event{Client: m.Client, ID: m.ID, Type: m.Type, Stage: "ingest", Status: StatusAccepted, At: m.Receipt.AcceptedAt})
-		if err != nil {
-			return err
-		}
-		side = append(side, set(dk, v), set(expiryKey(m.Receipt.AcceptedAt, dk), []byte{}), set(ek, ev))
+		side = append(side, set(dk, v), set(expiryKey(m.Receipt.AcceptedAt, dk), []byte{}))
 	}
 	return s.space.AppendWith(ctx, topic, msgs, Batch{Ops: side, Sync: true})
 }
@@ -343,8 +341,10 @@ func (s *Store) Record(events ...Event) error {
 }
 
 // Trail returns the status events of client's message id (of every type that used the id),
-// oldest first; none when the message is unknown or belongs to another client.
-func (s *Store) Trail(client, id string) ([]Event, error) {
+// oldest first; none when the message is unknown or belongs to another client. The "accepted"
+// event of each of types that has a receipt for the id comes from the receipt (stores written
+// before receipts stood in for it hold the event itself: it is not repeated).
+func (s *Store) Trail(client, id string, types ...string) ([]Event, error) {
 	prefix := statusPrefix(client, id)
 	upper := append(bytes.Clone(prefix[:len(prefix)-1]), 1)
 	var out []Event
@@ -360,6 +360,20 @@ func (s *Store) Trail(client, id string) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	var accepted []Event // first: at the same instant, acceptance came before what followed
+	for _, typ := range types {
+		if slices.ContainsFunc(out, func(e Event) bool { return e.Type == typ && e.Status == StatusAccepted }) {
+			continue
+		}
+		r, ok, err := s.Receipt(client, typ, id)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			accepted = append(accepted, Event{Client: client, ID: id, Type: typ, Stage: "ingest", Status: StatusAccepted, At: r.AcceptedAt})
+		}
+	}
+	out = append(accepted, out...)
 	sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
 	return out, nil
 }

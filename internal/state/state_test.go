@@ -66,11 +66,11 @@ func testReceiptsTrailsAndExpiry(t *testing.T) {
 	if _, ok, _ := s.Receipt("b", "order", "new"); ok {
 		t.Fatal("another client's receipt found")
 	}
-	trail, _ := s.Trail("a", "new")
+	trail, _ := s.Trail("a", "new", "order")
 	if len(trail) != 2 || trail[0].Status != state.StatusAccepted || trail[1].Status != state.StatusPersisted {
 		t.Fatalf("trail: %+v", trail)
 	}
-	if trail, _ := s.Trail("b", "new"); len(trail) != 0 {
+	if trail, _ := s.Trail("b", "new", "order"); len(trail) != 0 {
 		t.Fatal("another client's trail visible")
 	}
 	n, err := s.ExpireReceipts(now.Add(-7 * 24 * time.Hour))
@@ -80,7 +80,7 @@ func testReceiptsTrailsAndExpiry(t *testing.T) {
 	if _, ok, _ := s.Receipt("a", "order", "old"); ok {
 		t.Fatal("old receipt kept")
 	}
-	if trail, _ := s.Trail("a", "old"); len(trail) != 0 {
+	if trail, _ := s.Trail("a", "old", "order"); len(trail) != 0 {
 		t.Fatal("old trail kept")
 	}
 	if _, ok, _ := s.Receipt("a", "order", "new"); !ok {
@@ -128,13 +128,13 @@ func testSameIDTwoTypes(t *testing.T) {
 		{Client: "a", Type: "order", ID: "1", Receipt: state.Receipt{BodyHash: h, AcceptedAt: old}},
 		{Client: "a", Type: "invoice", ID: "1", Receipt: state.Receipt{BodyHash: h, AcceptedAt: now}},
 	})
-	if trail, _ := s.Trail("a", "1"); len(trail) != 2 {
+	if trail, _ := s.Trail("a", "1", "invoice", "order"); len(trail) != 2 {
 		t.Fatalf("trail: %+v", trail)
 	}
 	if n, err := s.ExpireReceipts(now.Add(-7 * 24 * time.Hour)); n != 1 || err != nil {
 		t.Fatalf("expired %d, %v", n, err)
 	}
-	trail, _ := s.Trail("a", "1")
+	trail, _ := s.Trail("a", "1", "invoice", "order")
 	if len(trail) != 1 || trail[0].Type != "invoice" {
 		t.Fatalf("trail after expiry: %+v", trail)
 	}
