@@ -113,8 +113,19 @@ func (s *Store) Receipt(client, typ, id string) (Receipt, bool, error) {
 // never survives a crash without its message. The receipt is also the trail's "accepted" event
 // (see Trail): writing that event too would cost a fourth key per message.
 func (s *Store) Append(ctx context.Context, topic string, msgs []buffer.Message, accepts []Accept) error {
-	side := make([]Op, 0, 2*len(accepts))
-	for _, m := range accepts {
+	side := make([]Op, 0, len(accepts)+1)
+	var group []byte    // dedup keys accepted within a second of each other (a request's)
+	var first, last int // the group's first accept, and its latest-accepted one
+	flush := func() {
+		if group != nil {
+			a, l := accepts[first], accepts[last]
+			// Filed under the latest acceptance time: none of them expires before its
+			// retention (the earlier ones up to a second after it).
+			side = append(side, set(expiryKey(l.Receipt.AcceptedAt, dedupKey(a.Client, a.Type, a.ID)), group))
+			group = nil
+		}
+	}
+	for i, m := range accepts {
 		v := make([]byte, sha256.Size+8)
 		copy(v, m.Receipt.BodyHash[:])
 		binary.BigEndian.PutUint64(v[sha256.Size:], uint64(m.Receipt.AcceptedAt.UnixNano()))
@@ -123,11 +134,25 @@ func (s *Store) Append(ctx context.Context, topic string, msgs []buffer.Message,
 			// In the filter before the write lands: the filter may only err towards "maybe seen".
 			s.seen.add(dk)
 		}
-		side = append(side, set(dk, v), set(expiryKey(m.Receipt.AcceptedAt, dk), []byte{}))
+		side = append(side, set(dk, v))
+		if at := m.Receipt.AcceptedAt; group != nil && (at.Before(accepts[first].Receipt.AcceptedAt) || at.Sub(accepts[first].Receipt.AcceptedAt) > time.Second) {
+			flush()
+		}
+		if group == nil {
+			first, last = i, i
+		}
+		if m.Receipt.AcceptedAt.After(accepts[last].Receipt.AcceptedAt) {
+			last = i
+		}
+		group = appendBytes(group, dk)
 	}
+	flush()
 	return s.space.AppendWith(ctx, topic, msgs, Batch{Ops: side, Sync: true})
 }
 
+// expiryKey is the key of the expiry entry of receipts accepted together, the last of them at
+// at, the first of them dk. Its value lists their dedup keys (length-prefixed); an empty value
+// (stores written before entries were grouped) means dk alone.
 func expiryKey(at time.Time, dk []byte) []byte {
 	k := make([]byte, 0, len(prefixExpiry)+8+len(dk))
 	k = append(k, prefixExpiry...)
@@ -143,23 +168,36 @@ func (s *Store) ExpireReceipts(cutoff time.Time) (int, error) {
 	upper := binary.BigEndian.AppendUint64([]byte(prefixExpiry), uint64(cutoff.UnixNano()))
 	var ops []Op
 	n := 0
-	err := s.space.Scan(lower, upper, func(k, _ []byte) error {
-		dk := bytes.Clone(k[len(prefixExpiry)+8:])
-		ops = append(ops, del(dk))
-		if client, rest, ok := bytes.Cut(dk[len(prefixDedup):], []byte{0}); ok {
-			if typ, id, ok := bytes.Cut(rest, []byte{0}); ok {
-				p := typeStatusPrefix(string(client), string(id), string(typ))
-				ops = append(ops, delRange(p, append(bytes.Clone(p[:len(p)-1]), 1)))
-				m := markPrefix(string(client), string(typ), string(id))
-				ops = append(ops, delRange(m, append(bytes.Clone(m[:len(m)-1]), 1)))
-				run, err := s.finishedRunOps(RunID(string(client), string(typ), string(id)))
-				if err != nil {
-					return err
+	err := s.space.Scan(lower, upper, func(k, v []byte) error {
+		dks := [][]byte{k[len(prefixExpiry)+8:]}
+		if len(v) > 0 {
+			dks = dks[:0]
+			for rest := v; len(rest) > 0; {
+				dk, r, ok := readBytes(rest)
+				if !ok {
+					return fmt.Errorf("state: expiry entry is corrupt")
 				}
-				ops = append(ops, run...)
+				dks, rest = append(dks, dk), r
 			}
 		}
-		n++
+		for _, dk := range dks {
+			dk = bytes.Clone(dk)
+			ops = append(ops, del(dk))
+			if client, rest, ok := bytes.Cut(dk[len(prefixDedup):], []byte{0}); ok {
+				if typ, id, ok := bytes.Cut(rest, []byte{0}); ok {
+					p := typeStatusPrefix(string(client), string(id), string(typ))
+					ops = append(ops, delRange(p, append(bytes.Clone(p[:len(p)-1]), 1)))
+					m := markPrefix(string(client), string(typ), string(id))
+					ops = append(ops, delRange(m, append(bytes.Clone(m[:len(m)-1]), 1)))
+					run, err := s.finishedRunOps(RunID(string(client), string(typ), string(id)))
+					if err != nil {
+						return err
+					}
+					ops = append(ops, run...)
+				}
+			}
+			n++
+		}
 		return nil
 	})
 	if err != nil || n == 0 {
