@@ -1,11 +1,15 @@
 package ingest_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -104,15 +108,24 @@ func TestNoReceiptWhileTheLogRefusesWrites(t *testing.T) {
 // Beyond MaxInFlight requests at once, a request is refused at once, before its body is read.
 func TestInFlightLimit(t *testing.T) {
 	srv, _ := gateway(t, 1, nil)
-	pr, pw := io.Pipe()
-	defer pw.Close() // on a failure too: the server's Close waits for the first request
+	// The first request on a raw connection: its headers and half its body are on the wire (an
+	// http.Client may keep a streamed body, or even the headers, in its buffer), so the server is
+	// inside the handler, reading, holding the one slot.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rest := `"slow"}`
+	head := "POST /v1/messages/note HTTP/1.1\r\nHost: weir\r\nAuthorization: Basic " +
+		base64.StdEncoding.EncodeToString([]byte("acme:tok")) + "\r\nContent-Type: application/json\r\n" +
+		fmt.Sprintf("Content-Length: %d\r\n\r\n", len(`{"id":`)+len(rest)) + `{"id":`
+	if _, err := conn.Write([]byte(head)); err != nil {
+		t.Fatal(err)
+	}
 	first := make(chan int, 1)
-	client := &http.Client{Transport: &http.Transport{}} // its own connection
 	go func() {
-		req, _ := http.NewRequest("POST", srv.URL+"/v1/messages/note", pr)
-		req.SetBasicAuth("acme", "tok")
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := client.Do(req)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {
 			first <- 0
 			return
@@ -120,7 +133,6 @@ func TestInFlightLimit(t *testing.T) {
 		resp.Body.Close()
 		first <- resp.StatusCode
 	}()
-	pw.Write([]byte(`{"id":`)) // the first request is now being read
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		r := post(t, srv.URL, "/v1/messages/note", "application/json", strings.NewReader(`{"id":"x"}`))
@@ -132,8 +144,9 @@ func TestInFlightLimit(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	pw.Write([]byte(`"slow"}`))
-	pw.Close()
+	if _, err := conn.Write([]byte(rest)); err != nil {
+		t.Fatal(err)
+	}
 	if code := <-first; code != 202 {
 		t.Fatalf("first request: %d", code)
 	}
