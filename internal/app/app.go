@@ -453,8 +453,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (a *App, err err
 
 	if a.gateway, err = ingest.New(ingest.Config{
 		Topic: pipeline.TopicProcess, MaxBody: int64(cfg.Limits.MaxBody), MaxBatchLines: cfg.Limits.MaxBatchLines,
-		MaxInFlight: cfg.Limits.MaxInFlight,
-		Clients:     c.clients, Types: c.types, Logger: a.log, Health: a.storageErr, Admit: a.admit,
+		MaxInFlight: cfg.Limits.MaxInFlight, MaxInFlightPerClient: cfg.Limits.MaxInFlightPerClient,
+		Clients: c.clients, Types: c.types, Logger: a.log, Health: a.storageErr, Admit: a.admit,
 		OnAccepted: func(typ string, n int) { m.Accepted.WithLabelValues(typ).Add(float64(n)) },
 	}, a.store); err != nil {
 		return nil, err

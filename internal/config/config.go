@@ -90,15 +90,18 @@ type Admin struct {
 
 // Limits bounds what ingest accepts.
 type Limits struct {
-	MaxBody           Size     `yaml:"max_body"`
-	MaxInFlight       int      `yaml:"max_inflight"`
-	MaxBatchLines     int      `yaml:"max_batch_lines"`
-	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
-	ReadTimeout       Duration `yaml:"read_timeout"`
-	WriteTimeout      Duration `yaml:"write_timeout"`
-	IdleTimeout       Duration `yaml:"idle_timeout"`
-	MaxHeaderBytes    Size     `yaml:"max_header_bytes"`
-	DedupRetention    Duration `yaml:"dedup_retention"`
+	MaxBody     Size `yaml:"max_body"`
+	MaxInFlight int  `yaml:"max_inflight"`
+	// MaxInFlightPerClient bounds one client's share of MaxInFlight (default half of it), so
+	// that a noisy client cannot take every slot.
+	MaxInFlightPerClient int      `yaml:"max_inflight_per_client"`
+	MaxBatchLines        int      `yaml:"max_batch_lines"`
+	ReadHeaderTimeout    Duration `yaml:"read_header_timeout"`
+	ReadTimeout          Duration `yaml:"read_timeout"`
+	WriteTimeout         Duration `yaml:"write_timeout"`
+	IdleTimeout          Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes       Size     `yaml:"max_header_bytes"`
+	DedupRetention       Duration `yaml:"dedup_retention"`
 	// MaxBacklog is the high-water mark of a topic's backlog (records appended and not yet
 	// handled by its stage): above it ingest answers 429 with Retry-After at once (0: none).
 	MaxBacklog int64 `yaml:"max_backlog"`

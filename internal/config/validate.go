@@ -65,6 +65,7 @@ func (c *Config) applyDefaults() {
 	setSize(&l.MaxBody, DefaultMaxBody)
 	setInt(&l.MaxBatchLines, 10000)
 	setInt(&l.MaxInFlight, 512)
+	setInt(&l.MaxInFlightPerClient, max(l.MaxInFlight/2, 1))
 	setDur(&l.ReadHeaderTimeout, 5*time.Second)
 	setDur(&l.ReadTimeout, 30*time.Second)
 	setDur(&l.WriteTimeout, 30*time.Second)
@@ -231,6 +232,9 @@ func (c *Config) validate(p *Problems) {
 	}
 	if d := c.Embedded.MinSyncInterval; d != nil && (*d < 0 || d.D() > 100*time.Millisecond) {
 		p.Add("embedded.min_sync_interval", "must be between 0s and 100ms, got %s", d.D())
+	}
+	if n := c.Limits.MaxInFlightPerClient; n < 1 || n > c.Limits.MaxInFlight {
+		p.Add("limits.max_inflight_per_client", "must be between 1 and limits.max_inflight (%d), got %d", c.Limits.MaxInFlight, n)
 	}
 	if c.Limits.MaxBacklog < 0 {
 		p.Add("limits.max_backlog", "must not be negative")

@@ -37,6 +37,8 @@ type Client struct {
 	TokenHash [sha256.Size]byte
 	Types     map[string]bool
 	Limiter   *rate.Limiter // nil: unlimited
+
+	active *atomic.Int64 // requests of the client in flight (with Config.MaxInFlightPerClient); New sets it
 }
 
 // Type is what ingest needs to know about a message type.
@@ -78,9 +80,12 @@ type Config struct {
 	// MaxInFlight bounds the ingest requests being served at once; beyond it a request gets 503
 	// with Retry-After at once, so memory stays bounded (each may hold up to MaxBody).
 	MaxInFlight int
-	Clients     []Client
-	Types       []Type
-	Logger      *slog.Logger
+	// MaxInFlightPerClient bounds one client's requests in flight (0: none beyond MaxInFlight);
+	// beyond it the client gets 429, and the other clients keep their share.
+	MaxInFlightPerClient int
+	Clients              []Client
+	Types                []Type
+	Logger               *slog.Logger
 	// Health reports why the log cannot take writes (nil when it can); /readyz uses it.
 	Health func() error
 	// Admit, when set, says why ingest must not take messages now (the backlog is above its
@@ -147,6 +152,7 @@ func New(cfg Config, store Store) (*Gateway, error) {
 	g.slots = make(chan struct{}, cfg.MaxInFlight)
 	for i := range cfg.Clients {
 		c := &cfg.Clients[i]
+		c.active = new(atomic.Int64)
 		g.clients[c.ID] = c
 		g.byHash[c.TokenHash] = c
 	}
@@ -259,22 +265,38 @@ func (g *Gateway) check(id, token string) (*Client, *Problem) {
 }
 
 // admit authenticates the request and resolves the message type it addresses.
-func (g *Gateway) admit(r *http.Request, n int) (*Client, *Type, *Problem) {
+func (g *Gateway) admit(r *http.Request, n int) (*Client, *Type, func(), *Problem) {
 	c, p := g.authenticate(r)
 	if p != nil {
-		return nil, nil, p
+		return nil, nil, nil, p
 	}
 	name := r.PathValue("type")
 	t := g.types[name]
 	if t == nil || !c.Types[name] {
 		// An unknown type and a forbidden one look alike, so clients cannot probe for types.
-		return nil, nil, problem(http.StatusForbidden, "type-not-allowed", "Message type not allowed",
+		return nil, nil, nil, problem(http.StatusForbidden, "type-not-allowed", "Message type not allowed",
 			fmt.Sprintf("client %q may not send message type %q", c.ID, name))
 	}
-	if p := limit(c, n); p != nil {
-		return nil, nil, p
+	// Fair share: one client cannot hold every request slot and starve the others.
+	if most := g.cfg.MaxInFlightPerClient; most > 0 {
+		if c.active.Add(1) > int64(most) {
+			c.active.Add(-1)
+			p := problem(http.StatusTooManyRequests, "client-in-flight", "Too many requests",
+				fmt.Sprintf("client %q has %d requests in flight, its share (limits.max_inflight_per_client)", c.ID, most))
+			p.retryAfter = time.Second
+			return nil, nil, nil, p
+		}
 	}
-	return c, t, nil
+	release := func() {
+		if g.cfg.MaxInFlightPerClient > 0 {
+			c.active.Add(-1)
+		}
+	}
+	if p := limit(c, n); p != nil {
+		release()
+		return nil, nil, nil, p
+	}
+	return c, t, release, nil
 }
 
 // limit takes n messages from the client's token bucket, or says when to come back.
@@ -486,11 +508,12 @@ type Receipt struct {
 }
 
 func (g *Gateway) handleOne(w http.ResponseWriter, r *http.Request) {
-	c, t, p := g.admit(r, 1)
+	c, t, release, p := g.admit(r, 1)
 	if p != nil {
 		writeProblem(w, p)
 		return
 	}
+	defer release()
 	x := t.dialect(c)
 	accept := []string{"application/json"}
 	if x != nil {
@@ -589,11 +612,12 @@ type BatchResult struct {
 }
 
 func (g *Gateway) handleBatch(w http.ResponseWriter, r *http.Request) {
-	c, t, p := g.admit(r, 0)
+	c, t, release, p := g.admit(r, 0)
 	if p != nil {
 		writeProblem(w, p)
 		return
 	}
+	defer release()
 	body, _, p := g.readBody(w, r, "application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines")
 	if p != nil {
 		writeProblem(w, p)

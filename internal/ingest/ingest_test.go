@@ -105,51 +105,120 @@ func TestNoReceiptWhileTheLogRefusesWrites(t *testing.T) {
 	}
 }
 
-// Beyond MaxInFlight requests at once, a request is refused at once, before its body is read.
-func TestInFlightLimit(t *testing.T) {
-	srv, _ := gateway(t, 1, nil)
-	// The first request on a raw connection: its headers and half its body are on the wire (an
-	// http.Client may keep a streamed body, or even the headers, in its buffer), so the server is
-	// inside the handler, reading, holding the one slot.
-	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+// slow is a POST of a note whose body arrives in two halves: its headers and the first half
+// are on the wire, on a raw connection (an http.Client may keep a streamed body, or even the
+// headers, in its buffer), so once the server reads it, it sits in the handler holding a slot.
+type slow struct {
+	t      *testing.T
+	conn   net.Conn
+	rest   string
+	answer chan int
+}
+
+func slowRequest(t *testing.T, url, user, token string) *slow {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	rest := `"slow"}`
+	t.Cleanup(func() { conn.Close() })
+	half, rest := `{"id":`, `"slow"}`
 	head := "POST /v1/messages/note HTTP/1.1\r\nHost: weir\r\nAuthorization: Basic " +
-		base64.StdEncoding.EncodeToString([]byte("acme:tok")) + "\r\nContent-Type: application/json\r\n" +
-		fmt.Sprintf("Content-Length: %d\r\n\r\n", len(`{"id":`)+len(rest)) + `{"id":`
+		base64.StdEncoding.EncodeToString([]byte(user+":"+token)) + "\r\nContent-Type: application/json\r\n" +
+		fmt.Sprintf("Content-Length: %d\r\n\r\n", len(half)+len(rest)) + half
 	if _, err := conn.Write([]byte(head)); err != nil {
 		t.Fatal(err)
 	}
-	first := make(chan int, 1)
+	s := &slow{t: t, conn: conn, rest: rest, answer: make(chan int, 1)}
 	go func() {
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		if err != nil {
-			first <- 0
+			s.answer <- 0
 			return
 		}
 		resp.Body.Close()
-		first <- resp.StatusCode
+		s.answer <- resp.StatusCode
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r := post(t, srv.URL, "/v1/messages/note", "application/json", strings.NewReader(`{"id":"x"}`))
-		if r.StatusCode == 503 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("second request was not refused: %d", r.StatusCode)
+	return s
+}
+
+// finish sends the rest of the body and returns the answer's status.
+func (s *slow) finish() int {
+	if _, err := s.conn.Write([]byte(s.rest)); err != nil {
+		s.t.Fatal(err)
+	}
+	return <-s.answer
+}
+
+// holding posts notes as user until one gets want, and reports true; or false when none did
+// within a second: the slow request then reached the server while a note held the slot it
+// needed, and was refused (its answer waits behind the unsent half of its body).
+func (s *slow) holding(url, user, token string, want int) bool {
+	s.t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for n := 0; time.Now().Before(deadline); n++ {
+		if r := post2(s.t, url, user, token, fmt.Sprintf(`{"id":"%s-%d"}`, user, n)); r == want {
+			return true
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if _, err := conn.Write([]byte(rest)); err != nil {
-		t.Fatal(err)
+	s.conn.Close()
+	return false
+}
+
+// holdSlot starts slow requests until one holds its slot (see holding).
+func holdSlot(t *testing.T, url, user, token string, want int) *slow {
+	t.Helper()
+	for range 20 {
+		if s := slowRequest(t, url, user, token); s.holding(url, user, token, want) {
+			return s
+		}
 	}
-	if code := <-first; code != 202 {
+	t.Fatal("no slow request got to hold a slot")
+	return nil
+}
+
+// Beyond MaxInFlight requests at once, a request is refused at once, before its body is read.
+func TestInFlightLimit(t *testing.T) {
+	srv, _ := gateway(t, 1, nil)
+	s := holdSlot(t, srv.URL, "acme", "tok", 503)
+	if code := s.finish(); code != 202 {
 		t.Fatalf("first request: %d", code)
 	}
+}
+
+// A client over its share of the request slots gets 429; another client still gets in.
+func TestInFlightFairShare(t *testing.T) {
+	srv := serve(t, ingest.Config{Topic: "process", MaxInFlight: 4, MaxInFlightPerClient: 1,
+		Clients: []ingest.Client{
+			{ID: "noisy", TokenHash: sha256.Sum256([]byte("n")), Types: map[string]bool{"note": true}},
+			{ID: "quiet", TokenHash: sha256.Sum256([]byte("q")), Types: map[string]bool{"note": true}},
+		},
+		Types: []ingest.Type{{Name: "note", IDPointer: "/id"}}})
+	s := holdSlot(t, srv.URL, "noisy", "n", 429)
+	if r := post2(t, srv.URL, "quiet", "q", `{"id":"q-1"}`); r != 202 {
+		t.Fatalf("the quiet client was refused (%d) while the noisy one held its share", r)
+	}
+	if code := s.finish(); code != 202 {
+		t.Fatalf("the noisy client's slow request: %d", code)
+	}
+	if r := post2(t, srv.URL, "noisy", "n", `{"id":"n-after"}`); r != 202 {
+		t.Fatalf("the noisy client, its request done: %d", r)
+	}
+}
+
+func post2(t *testing.T, url, user, token, body string) int {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url+"/v1/messages/note", strings.NewReader(body))
+	req.SetBasicAuth(user, token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // A batch larger than the client's burst can never pass: 413, not a 429 to retry forever.
