@@ -74,7 +74,7 @@ func (a *App) openStorage(ctx context.Context, dataDir string) error {
 		if a.db, err = embedded.Open(ec); err != nil {
 			return fmt.Errorf("open state: %w", err)
 		}
-		a.store, err = state.New(state.External{Log: a.db, Buffer: a.buf})
+		a.store, err = state.Open(state.External{Log: a.db, Buffer: a.buf})
 	}
 	return err
 }

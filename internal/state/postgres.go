@@ -191,12 +191,7 @@ func (p *Postgres) AppendWith(ctx context.Context, topic string, msgs []buffer.M
 			return err
 		}
 	}
-	if len(msgs) > 0 {
-		if err := p.buffer.Append(ctx, topic, msgs); err != nil {
-			return err
-		}
-	}
-	return p.Write(ctx, w)
+	return appendThenWrite(ctx, p.buffer, topic, msgs, w, p.Write)
 }
 
 func (p *Postgres) checkFence(ctx context.Context, f *Lease) error {
