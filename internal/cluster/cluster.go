@@ -84,8 +84,11 @@ func (m *Member) Run(ctx context.Context, apply Apply) error {
 		}
 		m.cfg.Leases.Release(stop, memberPrefix+m.cfg.ID, m.cfg.ID)
 	}()
-	// Renewals run on their own while apply waits for stages to drain: a slow drain must not
-	// let the partitions this instance keeps expire.
+	if _, _, err := m.cfg.Leases.Acquire(ctx, memberPrefix+m.cfg.ID, m.cfg.ID, m.cfg.TTL); err != nil {
+		m.cfg.Logger.Warn("cluster: joining", "err", err) // renew tries again
+	}
+	// Renewals (the membership's too) run on their own while apply waits for stages to drain: a
+	// slow drain must not let the partitions this instance keeps expire.
 	renewed := make(chan struct{}, 1)
 	go func() {
 		for {
@@ -159,9 +162,6 @@ func (m *Member) renew(ctx context.Context) {
 // balance works out this instance's share and takes free partitions up to it. It returns the
 // partitions to work on: those held, minus the surplus over the share.
 func (m *Member) balance(ctx context.Context) ([]int, error) {
-	if _, _, err := m.cfg.Leases.Acquire(ctx, memberPrefix+m.cfg.ID, m.cfg.ID, m.cfg.TTL); err != nil {
-		return m.owned(m.cfg.Partitions), err
-	}
 	members, err := m.cfg.Leases.Held(ctx, memberPrefix)
 	if err != nil {
 		return m.owned(m.cfg.Partitions), err
